@@ -1,0 +1,177 @@
+"""LAMOST low-resolution (LRS) 1D spectrum files, in all three published layouts.
+
+Data-model pages: the "FITS file" sections of the LAMOST data release documentation
+(e.g. dr3.lamost.org/doc/data-production-description for DR1-DR8, and the DR9/DR10
+"LRS FITS" description for the table layout).
+
+- DR1 (pipeline v2.6): primary 5 x N image; ``EXTEN0`` reads
+  "Flux Inverse Subcontinuum Andmask Ormask": row 2 is the continuum-normalised
+  flux, *not* wavelength, which comes from ``COEFF0 + COEFF1 * i`` (log10 Angstrom).
+- DR2-DR8: primary 5 x N image, rows flux, ivar, wavelength, andmask, ormask, with N
+  varying per file; OBSID and ``SNRU``..``SNRZ`` from DR6, ``SN_U``-style keys before.
+- DR9 and later: header-only primary HDU carrying the labels, HDU 1 ``COADD`` a
+  one-row table of vector columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK,
+  NORMALIZATION.
+
+Pixels with a nonzero and-mask (bad in every exposure) are flagged bad.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
+from raysurvey.io.fitsutil import (
+    build_spectrum,
+    empty_meta,
+    header_value,
+    image_data,
+    normalise_class,
+    require_hdu,
+    require_keyword,
+    table_column,
+)
+from raysurvey.io.registry import SurveyReader, register_reader
+from raysurvey.io.spectrum import Spectrum
+
+SURVEY = "lamost"
+BANDS = ("u", "g", "r", "i", "z")
+
+
+def _is_lamost(header: fits.Header) -> bool:
+    telescope = str(header.get("TELESCOP", "")).upper()
+    origin = str(header.get("ORIGIN", "")).upper()
+    return "LAMOST" in telescope or "LAMOST" in origin
+
+
+def _row_names(header: fits.Header) -> list[str]:
+    """Row names from the row-description keyword, e.g. "Flux Inverse Wavelength ..."."""
+    return str(header.get("EXTEN0", "")).lower().split()
+
+
+def lamost_meta(header: fits.Header, layout: str, uri: str) -> dict:
+    """Labels from a LAMOST primary header (same keywords in every layout)."""
+    meta = empty_meta(SURVEY, layout, uri)
+    meta["data_release"] = header_value(header, "DATA_V", "DR", kind=str)
+    meta["obsid"] = header_value(header, "OBSID", kind=int)
+    meta["designation"] = header_value(header, "DESIG", kind=str)
+    meta["ra"] = header_value(header, "RA", "RA_OBS", kind=float)
+    meta["dec"] = header_value(header, "DEC", "DEC_OBS", kind=float)
+    meta["class"] = normalise_class(header.get("CLASS"))
+    meta["subclass"] = header_value(header, "SUBCLASS", kind=str)
+    meta["z"] = header_value(header, "Z", kind=float)
+    meta["z_err"] = header_value(header, "Z_ERR", kind=float)
+    meta["zwarning"] = header_value(header, "ZFLAG", "Z_FLAG", "ZWARNING", kind=int)
+    for band in BANDS:
+        # SNRx from DR6 on; SN_x in older releases.
+        meta[f"snr_{band}"] = header_value(header, f"SNR{band.upper()}", f"SN_{band.upper()}", kind=float)
+    meta["plate"] = header_value(header, "PLANID", kind=str)
+    meta["mjd"] = header_value(header, "LMJD", "MJD", kind=int)
+    meta["fiberid"] = header_value(header, "FIBERID", kind=int)
+    return meta
+
+
+# -- DR1: "Flux Inverse Subcontinuum Andmask Ormask" -------------------------------
+
+
+def _row2_is_wavelength(data: np.ndarray | None) -> bool:
+    """For files without a row description: does row 2 look like a wavelength array?"""
+    if data is None or data.ndim != 2 or data.shape[0] < 3:
+        return False
+    row = np.asarray(data[2], dtype=np.float64)
+    return bool(np.all(np.isfinite(row)) and 2500 < row[0] < row[-1] < 12000)
+
+
+def identify_dr1(hdul: fits.HDUList) -> bool:
+    header = hdul[0].header
+    if header.get("NAXIS") != 2 or not _is_lamost(header):
+        return False
+    rows = _row_names(header)
+    if rows:
+        return "subcontinuum" in rows
+    return "COEFF0" in header and not _row2_is_wavelength(hdul[0].data)
+
+
+def read_dr1(hdul: fits.HDUList, uri: str) -> Spectrum:
+    header = hdul[0].header
+    data = image_data(hdul[0], uri, min_rows=5)
+    coeff0 = float(require_keyword(header, "COEFF0", uri))
+    coeff1 = float(require_keyword(header, "COEFF1", uri))
+    n_pix = data.shape[1]
+    wavelength = 10.0 ** (coeff0 + coeff1 * np.arange(n_pix))
+    meta = lamost_meta(header, "lamost_dr1", uri)
+    meta["data_release"] = meta["data_release"] or "LAMOST DR1"
+    return build_spectrum(uri, wavelength, data[0], data[1], data[3] != 0, meta)
+
+
+# -- DR2-DR8: "Flux Inverse Wavelength Andmask Ormask" -----------------------------
+
+
+def identify_image(hdul: fits.HDUList) -> bool:
+    header = hdul[0].header
+    if header.get("NAXIS") != 2 or not _is_lamost(header):
+        return False
+    rows = _row_names(header)
+    if rows:
+        return "wavelength" in rows
+    return _row2_is_wavelength(hdul[0].data)  # a file without the row description
+
+
+def read_image(hdul: fits.HDUList, uri: str) -> Spectrum:
+    header = hdul[0].header
+    data = image_data(hdul[0], uri, min_rows=3)
+    rows = _row_names(hdul[0].header)
+    index = {name: rows.index(name) for name in rows} if rows else {}
+    flux = data[index.get("flux", 0)]
+    ivar = data[index.get("inverse", 1)]
+    wavelength = data[index.get("wavelength", 2)]
+    and_row = index.get("andmask", 3)
+    bad = data[and_row] != 0 if data.shape[0] > and_row else None
+    return build_spectrum(uri, wavelength, flux, ivar, bad, lamost_meta(header, "lamost_image", uri))
+
+
+# -- DR9 and later: COADD table ----------------------------------------------------
+
+
+def identify_table(hdul: fits.HDUList) -> bool:
+    if len(hdul) < 2 or not _is_lamost(hdul[0].header):
+        return False
+    hdu = hdul[1]
+    if not isinstance(hdu, fits.BinTableHDU):
+        return False
+    names = {n.upper() for n in hdu.columns.names}
+    return {"FLUX", "WAVELENGTH"} <= names
+
+
+def _vector(table: fits.FITS_rec, name: str, uri: str) -> np.ndarray:
+    column = table_column(table, name, uri, "COADD")
+    if column.shape[0] != 1:
+        raise SpectrumReadError(
+            uri, ReadErrorReason.SHAPE_MISMATCH, f"COADD has {column.shape[0]} rows, expected 1"
+        )
+    return column[0].reshape(-1)
+
+
+def read_table(hdul: fits.HDUList, uri: str) -> Spectrum:
+    table = require_hdu(hdul, 1, uri).data
+    if table is None or len(table) == 0:
+        raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, "COADD table has no rows")
+    flux = _vector(table, "FLUX", uri)
+    ivar = _vector(table, "IVAR", uri)
+    wavelength = _vector(table, "WAVELENGTH", uri)
+    names = {n.upper() for n in table.columns.names}
+    bad = _vector(table, "ANDMASK", uri) != 0 if "ANDMASK" in names else None
+    meta = lamost_meta(hdul[0].header, "lamost_table", uri)
+    return build_spectrum(uri, wavelength, flux, ivar, bad, meta)
+
+
+register_reader(
+    SurveyReader("lamost_table", SURVEY, identify_table, read_table, "LAMOST DR9+ COADD table")
+)
+register_reader(
+    SurveyReader("lamost_dr1", SURVEY, identify_dr1, read_dr1, "LAMOST DR1 5xN image, log-linear COEFF0/1")
+)
+register_reader(
+    SurveyReader("lamost_image", SURVEY, identify_image, read_image, "LAMOST DR2-DR8 5xN image")
+)

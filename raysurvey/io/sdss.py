@@ -1,0 +1,142 @@
+"""SDSS/BOSS/eBOSS/SDSS-V ``spec-*.fits`` files (full and lite).
+
+Data model: data.sdss.org/datamodel/files/BOSS_SPECTRO_REDUX/RUN2D/spectra/PLATE4/spec.html
+(and the SDSS-V specLite model). HDU 1 ``COADD`` is a per-pixel table (flux, loglam,
+ivar, and_mask, or_mask, wdisp, sky, model; lower case until DR17, upper case in
+SDSS-V); HDU 2 is one row of the object's spectroscopic record, named ``SPECOBJ``
+(SDSS-I/II) or ``SPALL`` (BOSS, SDSS-V), with CLASS, SUBCLASS, Z, Z_ERR, ZWARNING,
+SN_MEDIAN (u, g, r, i, z), PLUG_RA/PLUG_DEC and the ids. Full files carry more HDUs
+(line fits, per-exposure spectra), which are ignored.
+
+Pixels with a nonzero ``and_mask`` (bad in every exposure) are flagged bad.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
+from raysurvey.io.fitsutil import (
+    build_spectrum,
+    clean_value,
+    empty_meta,
+    header_value,
+    normalise_class,
+    require_hdu,
+    table_column,
+)
+from raysurvey.io.registry import SurveyReader, register_reader
+from raysurvey.io.spectrum import Spectrum
+
+SURVEY = "sdss"
+BANDS = ("u", "g", "r", "i", "z")
+METADATA_HDU_NAMES = ("SPECOBJ", "SPALL")
+
+
+def sdss_specobjid(plate: int, mjd: int, fiber: int, run2d: str | int | None) -> str | None:
+    """The DR8+ specObjID bit-packing of plate, fiber, MJD and RUN2D.
+
+    ``(plate << 50) | (fiber << 38) | ((mjd - 50000) << 24) | (run2d << 10)``, where a
+    RUN2D of the form ``vN_M_P`` counts as ``(N - 5) * 10000 + M * 100 + P`` and a
+    plain number (``26``, ``103``) as itself. Returned as a string, as in the catalogs
+    (the values overflow signed int64 for high plate numbers).
+    """
+    if None in (plate, mjd, fiber, run2d):
+        return None
+    text = str(run2d).strip()
+    try:
+        if text.startswith("v"):
+            major, minor, patch = (int(p) for p in text[1:].split("_"))
+            run_code = (major - 5) * 10000 + minor * 100 + patch
+        else:
+            run_code = int(text)
+    except ValueError:
+        return None
+    value = (int(plate) << 50) | (int(fiber) << 38) | ((int(mjd) - 50000) << 24) | (run_code << 10)
+    return str(value)
+
+
+def _first_row(hdu: Any, uri: str) -> dict[str, Any]:
+    table = hdu.data
+    if table is None or len(table) == 0:
+        raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, f"HDU {hdu.name} has no rows")
+    row = table[0]
+    return {name.upper(): row[name] for name in table.columns.names}
+
+
+def _row_value(row: dict[str, Any], *keys: str, kind: type | None = None) -> Any:
+    for key in keys:
+        if key in row:
+            value = row[key]
+            if isinstance(value, np.ndarray):
+                continue
+            value = clean_value(value)
+            if value is None:
+                continue
+            try:
+                return kind(value) if kind is not None else value
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def identify(hdul: fits.HDUList) -> bool:
+    if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+        return False
+    names = {n.lower() for n in hdul[1].columns.names}
+    return {"flux", "loglam", "ivar"} <= names
+
+
+def read(hdul: fits.HDUList, uri: str) -> Spectrum:
+    coadd = hdul[1].data
+    if coadd is None or len(coadd) == 0:
+        raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, "COADD table has no rows")
+    loglam = table_column(coadd, "loglam", uri, "COADD").astype(np.float64)
+    flux = table_column(coadd, "flux", uri, "COADD")
+    ivar = table_column(coadd, "ivar", uri, "COADD")
+    names = {n.lower() for n in coadd.columns.names}
+    bad = table_column(coadd, "and_mask", uri, "COADD") != 0 if "and_mask" in names else None
+
+    meta_hdu = require_hdu(hdul, 2, uri)
+    if meta_hdu.name.upper() not in METADATA_HDU_NAMES or not isinstance(meta_hdu, fits.BinTableHDU):
+        raise SpectrumReadError(
+            uri, ReadErrorReason.MISSING_HDU, f"HDU 2 is {meta_hdu.name!r}, expected SPECOBJ or SPALL"
+        )
+    row = _first_row(meta_hdu, uri)
+    header = hdul[0].header
+    meta = empty_meta(SURVEY, "sdss_spec", uri)
+    run2d = _row_value(row, "RUN2D", kind=str) or header_value(header, "RUN2D", kind=str)
+    meta["data_release"] = header_value(header, "RELEASE", kind=str) or (run2d and f"RUN2D {run2d}")
+    meta["metadata_hdu"] = meta_hdu.name.upper()
+    meta["plate"] = _row_value(row, "PLATE", "FIELD", kind=int) or header_value(header, "PLATEID", kind=int)
+    meta["mjd"] = _row_value(row, "MJD", kind=int) or header_value(header, "MJD", kind=int)
+    meta["fiberid"] = _row_value(row, "FIBERID", kind=int)
+    specobjid = _row_value(row, "SPECOBJID", kind=str)
+    if specobjid is None:
+        specobjid = sdss_specobjid(meta["plate"], meta["mjd"], meta["fiberid"], run2d)
+    meta["specobjid"] = specobjid
+    meta["catalogid"] = _row_value(row, "CATALOGID", kind=int)
+    meta["ra"] = _row_value(row, "PLUG_RA", "RACAT", "FIBER_RA", kind=float)
+    meta["dec"] = _row_value(row, "PLUG_DEC", "DECCAT", "FIBER_DEC", kind=float)
+    if meta["ra"] is None:
+        meta["ra"] = header_value(header, "PLUG_RA", kind=float)
+        meta["dec"] = header_value(header, "PLUG_DEC", kind=float)
+    meta["class"] = normalise_class(row.get("CLASS"))
+    meta["subclass"] = _row_value(row, "SUBCLASS", kind=str)
+    meta["z"] = _row_value(row, "Z", kind=float)
+    meta["z_err"] = _row_value(row, "Z_ERR", kind=float)
+    meta["zwarning"] = _row_value(row, "ZWARNING", kind=int)
+    sn_median = row.get("SN_MEDIAN")
+    if isinstance(sn_median, np.ndarray) and sn_median.size == 5:
+        for band, value in zip(BANDS, sn_median, strict=True):
+            meta[f"snr_{band}"] = clean_value(float(value))
+    meta["snr_median_all"] = _row_value(row, "SN_MEDIAN_ALL", kind=float)
+    return build_spectrum(uri, 10.0**loglam, flux, ivar, bad, meta)
+
+
+register_reader(
+    SurveyReader("sdss_spec", SURVEY, identify, read, "SDSS/BOSS/SDSS-V spec(-lite): COADD + SPECOBJ|SPALL")
+)
