@@ -52,8 +52,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_read(argparse.Namespace(sources=paths))
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]] = {
-    "read": (cmd_read, lambda p: p.add_argument("sources", nargs="+", help="paths or URIs (s3://...)")),
+COMMANDS: dict[
+    str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+] = {
+    "read": (
+        cmd_read,
+        lambda p: p.add_argument("sources", nargs="+", help="paths or URIs (s3://...)"),
+    ),
     "readers": (cmd_readers, lambda p: None),
     "demo": (cmd_demo, lambda p: p.add_argument("--out", help="directory for the example files")),
 }

@@ -38,6 +38,8 @@ def format_table(rows: Iterable[Sequence[str]], columns: Sequence[str] = COLUMNS
     """Left-aligned fixed-width text table."""
     rows = [tuple(columns)] + [tuple(r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -130,7 +130,9 @@ def lamost_image(n_pix: int = 3891, gzipped: bool = False) -> ExampleFile:
     data = _to_bytes(fits.HDUList([fits.PrimaryHDU(image, header=header)]))
     meta = dict(LAMOST_LABELS, survey="lamost", data_release="LAMOST DR5", **LAMOST_SNR)
     meta.update(layout="lamost_image", subclass="G5", zwarning=None)
-    return _finish("lamost_dr5.fits", "lamost_image", data, wavelength, flux, ivar, bad, meta, gzipped)
+    return _finish(
+        "lamost_dr5.fits", "lamost_image", data, wavelength, flux, ivar, bad, meta, gzipped
+    )
 
 
 def lamost_dr1(n_pix: int = 3909, gzipped: bool = False) -> ExampleFile:
@@ -151,8 +153,12 @@ def lamost_dr1(n_pix: int = 3909, gzipped: bool = False) -> ExampleFile:
     image = np.vstack([flux, ivar, subcont, andmask, andmask.copy()])
     data = _to_bytes(fits.HDUList([fits.PrimaryHDU(image, header=header)]))
     meta = {k: v for k, v in LAMOST_LABELS.items() if k != "obsid"}
-    meta.update(survey="lamost", data_release="LAMOST DR1", layout="lamost_dr1", obsid=None, **LAMOST_SNR)
-    return _finish("lamost_dr1.fits", "lamost_dr1", data, wavelength, flux, ivar, bad, meta, gzipped)
+    meta.update(
+        survey="lamost", data_release="LAMOST DR1", layout="lamost_dr1", obsid=None, **LAMOST_SNR
+    )
+    return _finish(
+        "lamost_dr1.fits", "lamost_dr1", data, wavelength, flux, ivar, bad, meta, gzipped
+    )
 
 
 def lamost_table(n_pix: int = 3909, gzipped: bool = False) -> ExampleFile:
@@ -183,7 +189,9 @@ def lamost_table(n_pix: int = 3909, gzipped: bool = False) -> ExampleFile:
     data = _to_bytes(fits.HDUList([fits.PrimaryHDU(header=header), coadd]))
     meta = dict(LAMOST_LABELS, survey="lamost", data_release="LAMOST DR10 v2.0", **LAMOST_SNR)
     meta.update(layout="lamost_table", **{"class": "QSO", "subclass": None, "z": 1.2345})
-    return _finish("lamost_dr10.fits", "lamost_table", data, wavelength, flux, ivar, bad, meta, gzipped)
+    return _finish(
+        "lamost_dr10.fits", "lamost_table", data, wavelength, flux, ivar, bad, meta, gzipped
+    )
 
 
 # -- SDSS --------------------------------------------------------------------------
@@ -191,7 +199,9 @@ def lamost_table(n_pix: int = 3909, gzipped: bool = False) -> ExampleFile:
 SDSS_SPECOBJID = "1192355533059811328"  # plate 1059, fiber 100, MJD 52618, RUN2D 26
 
 
-def sdss_spec(metadata_hdu: str = "SPECOBJ", n_pix: int = 3856, gzipped: bool = False) -> ExampleFile:
+def sdss_spec(
+    metadata_hdu: str = "SPECOBJ", n_pix: int = 3856, gzipped: bool = False
+) -> ExampleFile:
     """SDSS spec-lite: COADD table + SPECOBJ (SDSS-I/II) or SPALL (BOSS/SDSS-V) + SPZLINE."""
     legacy = metadata_hdu == "SPECOBJ"
     coeff0 = 3.5797 if legacy else 3.5523
@@ -221,7 +231,9 @@ def sdss_spec(metadata_hdu: str = "SPECOBJ", n_pix: int = 3856, gzipped: bool = 
         else fits.Column(name="SPECOBJID", format="K", array=np.array([4_980_331_409_876_224_000]))
     )
     meta_columns = [
-        fits.Column(name="PLATE" if legacy else "FIELD", format="J" if legacy else "K", array=[1059]),
+        fits.Column(
+            name="PLATE" if legacy else "FIELD", format="J" if legacy else "K", array=[1059]
+        ),
         fits.Column(name="MJD", format="J", array=[52618]),
         fits.Column(name="FIBERID", format="J", array=[100]),
         specobjid_col,
@@ -285,7 +297,9 @@ def sdss_spec(metadata_hdu: str = "SPECOBJ", n_pix: int = 3856, gzipped: bool = 
         "data_release": "RUN2D 26" if legacy else "RUN2D v6_1_3",
     }
     name = f"spec-lite-{metadata_hdu.lower()}.fits"
-    return _finish(name, "sdss_spec", data, 10.0 ** loglam.astype(np.float64), flux, ivar, bad, meta, gzipped)
+    return _finish(
+        name, "sdss_spec", data, 10.0 ** loglam.astype(np.float64), flux, ivar, bad, meta, gzipped
+    )
 
 
 def sdss_spspec(n_pix: int = 3850, gzipped: bool = False) -> ExampleFile:
@@ -325,7 +339,10 @@ def sdss_spspec(n_pix: int = 3850, gzipped: bool = False) -> ExampleFile:
         ]
     )
     lines = fits.BinTableHDU.from_columns(
-        [fits.Column(name="wave", format="E", array=[6564.6]), fits.Column(name="z", format="E", array=[1.5e-4])]
+        [
+            fits.Column(name="wave", format="E", array=[6564.6]),
+            fits.Column(name="z", format="E", array=[1.5e-4]),
+        ]
     )
     data = _to_bytes(fits.HDUList([fits.PrimaryHDU(image, header=header), lines]))
     ivar = np.zeros(n_pix, np.float32)
@@ -348,7 +365,9 @@ def sdss_spspec(n_pix: int = 3850, gzipped: bool = False) -> ExampleFile:
         "spec_cln": 1,
         "specobjid": str((266 << 50) | (100 << 38) | ((51630 - 50000) << 24) | (26 << 10)),
     }
-    return _finish("spSpec-51630-0266-100.fit", "sdss_spspec", data, wavelength, flux, ivar, bad, meta, gzipped)
+    return _finish(
+        "spSpec-51630-0266-100.fit", "sdss_spspec", data, wavelength, flux, ivar, bad, meta, gzipped
+    )
 
 
 def _finish(
@@ -365,7 +384,9 @@ def _finish(
     if gzipped:
         data = gzip.compress(data, mtime=0)
         name += ".gz"
-    return ExampleFile(name, layout, data, np.asarray(wavelength, np.float64), flux, ivar, bad, meta)
+    return ExampleFile(
+        name, layout, data, np.asarray(wavelength, np.float64), flux, ivar, bad, meta
+    )
 
 
 EXAMPLE_BUILDERS: dict[str, Callable[..., ExampleFile]] = {

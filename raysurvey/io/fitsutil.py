@@ -94,7 +94,9 @@ def table_column(table: fits.FITS_rec, name: str, uri: str, hdu: str) -> np.ndar
     """A column of a binary table by case-insensitive name, or ``missing_column``."""
     names = {n.lower(): n for n in table.columns.names}
     if name.lower() not in names:
-        raise SpectrumReadError(uri, ReadErrorReason.MISSING_COLUMN, f"HDU {hdu} has no column {name}")
+        raise SpectrumReadError(
+            uri, ReadErrorReason.MISSING_COLUMN, f"HDU {hdu} has no column {name}"
+        )
     return np.asarray(table[names[name.lower()]])
 
 
@@ -134,15 +136,21 @@ def build_spectrum(
         arrays["mask"] = bad
     lengths = {k: int(np.size(v)) for k, v in arrays.items()}
     if any(np.ndim(v) != 1 for v in arrays.values()) or len(set(lengths.values())) != 1:
-        raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, f"array lengths differ: {lengths}")
+        raise SpectrumReadError(
+            uri, ReadErrorReason.SHAPE_MISMATCH, f"array lengths differ: {lengths}"
+        )
     if lengths["flux"] < 2:
         raise SpectrumReadError(uri, ReadErrorReason.NO_VALID_FLUX, "fewer than 2 pixels")
     wave = np.asarray(wavelength, dtype=np.float64)
     if not np.all(np.isfinite(wave)) or wave[0] <= 0:
-        raise SpectrumReadError(uri, ReadErrorReason.BAD_WAVELENGTH, "non-finite or non-positive wavelength")
+        raise SpectrumReadError(
+            uri, ReadErrorReason.BAD_WAVELENGTH, "non-finite or non-positive wavelength"
+        )
     if not (500.0 < wave[0] < 50_000.0 and 500.0 < wave[-1] < 50_000.0):
         raise SpectrumReadError(
-            uri, ReadErrorReason.BAD_WAVELENGTH, f"{wave[0]:.4g}-{wave[-1]:.4g} A is not optical/NIR"
+            uri,
+            ReadErrorReason.BAD_WAVELENGTH,
+            f"{wave[0]:.4g}-{wave[-1]:.4g} A is not optical/NIR",
         )
     steps = np.diff(wave)
     if not np.all(steps > 0):
@@ -150,7 +158,8 @@ def build_spectrum(
         raise SpectrumReadError(
             uri,
             ReadErrorReason.NON_MONOTONIC_WAVELENGTH,
-            f"wavelength does not increase at pixel {where} ({wave[where]:.3f} -> {wave[where + 1]:.3f})",
+            f"wavelength does not increase at pixel {where} "
+            f"({wave[where]:.3f} -> {wave[where + 1]:.3f})",
         )
     flux32 = np.asarray(flux, dtype=np.float32)
     ivar32 = np.asarray(ivar, dtype=np.float32)
@@ -159,8 +168,12 @@ def build_spectrum(
         mask |= np.asarray(bad, dtype=bool)
     finite_flux = flux32[np.isfinite(flux32)]
     if finite_flux.size == 0 or not np.any(finite_flux != 0):
-        raise SpectrumReadError(uri, ReadErrorReason.NO_VALID_FLUX, "flux is all zero or non-finite")
+        raise SpectrumReadError(
+            uri, ReadErrorReason.NO_VALID_FLUX, "flux is all zero or non-finite"
+        )
     if np.all(mask):
-        raise SpectrumReadError(uri, ReadErrorReason.NO_VALID_FLUX, "every pixel is masked or has zero ivar")
+        raise SpectrumReadError(
+            uri, ReadErrorReason.NO_VALID_FLUX, "every pixel is masked or has zero ivar"
+        )
     ivar32 = np.where(mask, np.float32(0), ivar32)
     return Spectrum(wavelength=wave, flux=flux32, ivar=ivar32, mask=mask, meta=meta)

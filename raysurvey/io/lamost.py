@@ -65,7 +65,9 @@ def lamost_meta(header: fits.Header, layout: str, uri: str) -> dict:
     meta["zwarning"] = header_value(header, "ZFLAG", "Z_FLAG", "ZWARNING", kind=int)
     for band in BANDS:
         # SNRx from DR6 on; SN_x in older releases.
-        meta[f"snr_{band}"] = header_value(header, f"SNR{band.upper()}", f"SN_{band.upper()}", kind=float)
+        meta[f"snr_{band}"] = header_value(
+            header, f"SNR{band.upper()}", f"SN_{band.upper()}", kind=float
+        )
     meta["plate"] = header_value(header, "PLANID", kind=str)
     meta["mjd"] = header_value(header, "LMJD", "MJD", kind=int)
     meta["fiberid"] = header_value(header, "FIBERID", kind=int)
@@ -128,7 +130,9 @@ def read_image(hdul: fits.HDUList, uri: str) -> Spectrum:
     wavelength = data[index.get("wavelength", 2)]
     and_row = index.get("andmask", 3)
     bad = data[and_row] != 0 if data.shape[0] > and_row else None
-    return build_spectrum(uri, wavelength, flux, ivar, bad, lamost_meta(header, "lamost_image", uri))
+    return build_spectrum(
+        uri, wavelength, flux, ivar, bad, lamost_meta(header, "lamost_image", uri)
+    )
 
 
 # -- DR9 and later: COADD table ----------------------------------------------------
@@ -170,7 +174,9 @@ register_reader(
     SurveyReader("lamost_table", SURVEY, identify_table, read_table, "LAMOST DR9+ COADD table")
 )
 register_reader(
-    SurveyReader("lamost_dr1", SURVEY, identify_dr1, read_dr1, "LAMOST DR1 5xN image, log-linear COEFF0/1")
+    SurveyReader(
+        "lamost_dr1", SURVEY, identify_dr1, read_dr1, "LAMOST DR1 5xN image, log-linear COEFF0/1"
+    )
 )
 register_reader(
     SurveyReader("lamost_image", SURVEY, identify_image, read_image, "LAMOST DR2-DR8 5xN image")

@@ -56,8 +56,7 @@ def read_spectrum(
     SpectrumReadError
         For every kind of bad input; no other exception escapes.
     """
-    data, name = load_fits_bytes(source, limits)
-    name = uri or name
+    data, name = load_fits_bytes(source, limits, name=uri)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
@@ -74,6 +73,10 @@ def read_spectrum(
             raise SpectrumReadError(name, exc.reason, exc.message) from None
         raise
     except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise SpectrumReadError(name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}") from None
+        raise SpectrumReadError(
+            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
+        ) from None
     except Exception as exc:  # keep the contract: one exception type for bad input
-        raise SpectrumReadError(name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}") from None
+        raise SpectrumReadError(
+            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
+        ) from None

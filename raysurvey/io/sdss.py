@@ -101,9 +101,13 @@ def read(hdul: fits.HDUList, uri: str) -> Spectrum:
     bad = table_column(coadd, "and_mask", uri, "COADD") != 0 if "and_mask" in names else None
 
     meta_hdu = require_hdu(hdul, 2, uri)
-    if meta_hdu.name.upper() not in METADATA_HDU_NAMES or not isinstance(meta_hdu, fits.BinTableHDU):
+    if meta_hdu.name.upper() not in METADATA_HDU_NAMES or not isinstance(
+        meta_hdu, fits.BinTableHDU
+    ):
         raise SpectrumReadError(
-            uri, ReadErrorReason.MISSING_HDU, f"HDU 2 is {meta_hdu.name!r}, expected SPECOBJ or SPALL"
+            uri,
+            ReadErrorReason.MISSING_HDU,
+            f"HDU 2 is {meta_hdu.name!r}, expected SPECOBJ or SPALL",
         )
     row = _first_row(meta_hdu, uri)
     header = hdul[0].header
@@ -111,7 +115,9 @@ def read(hdul: fits.HDUList, uri: str) -> Spectrum:
     run2d = _row_value(row, "RUN2D", kind=str) or header_value(header, "RUN2D", kind=str)
     meta["data_release"] = header_value(header, "RELEASE", kind=str) or (run2d and f"RUN2D {run2d}")
     meta["metadata_hdu"] = meta_hdu.name.upper()
-    meta["plate"] = _row_value(row, "PLATE", "FIELD", kind=int) or header_value(header, "PLATEID", kind=int)
+    meta["plate"] = _row_value(row, "PLATE", "FIELD", kind=int) or header_value(
+        header, "PLATEID", kind=int
+    )
     meta["mjd"] = _row_value(row, "MJD", kind=int) or header_value(header, "MJD", kind=int)
     meta["fiberid"] = _row_value(row, "FIBERID", kind=int)
     specobjid = _row_value(row, "SPECOBJID", kind=str)
@@ -134,9 +140,13 @@ def read(hdul: fits.HDUList, uri: str) -> Spectrum:
         for band, value in zip(BANDS, sn_median, strict=True):
             meta[f"snr_{band}"] = clean_value(float(value))
     meta["snr_median_all"] = _row_value(row, "SN_MEDIAN_ALL", kind=float)
-    return build_spectrum(uri, 10.0**loglam, flux, ivar, bad, meta)
+    with np.errstate(over="ignore", invalid="ignore"):  # bad loglam -> bad_wavelength below
+        wavelength = 10.0**loglam
+    return build_spectrum(uri, wavelength, flux, ivar, bad, meta)
 
 
 register_reader(
-    SurveyReader("sdss_spec", SURVEY, identify, read, "SDSS/BOSS/SDSS-V spec(-lite): COADD + SPECOBJ|SPALL")
+    SurveyReader(
+        "sdss_spec", SURVEY, identify, read, "SDSS/BOSS/SDSS-V spec(-lite): COADD + SPECOBJ|SPALL"
+    )
 )

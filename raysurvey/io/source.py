@@ -65,13 +65,19 @@ def fetch_bytes(source: str | os.PathLike, limits: SourceLimits = DEFAULT_LIMITS
     except SpectrumReadError:
         raise
     except FileNotFoundError as exc:
-        raise SpectrumReadError(uri, ReadErrorReason.NOT_FOUND, str(exc) or "no such file") from None
+        raise SpectrumReadError(
+            uri, ReadErrorReason.NOT_FOUND, str(exc) or "no such file"
+        ) from None
     except IsADirectoryError:
         raise SpectrumReadError(uri, ReadErrorReason.NOT_FOUND, "is a directory") from None
     except Exception as exc:  # network, permissions, unknown protocol
-        raise SpectrumReadError(uri, ReadErrorReason.IO_ERROR, f"{type(exc).__name__}: {exc}") from None
+        raise SpectrumReadError(
+            uri, ReadErrorReason.IO_ERROR, f"{type(exc).__name__}: {exc}"
+        ) from None
     if len(data) > limits.max_file_bytes:
-        raise SpectrumReadError(uri, ReadErrorReason.TOO_LARGE, f"more than {limits.max_file_bytes} bytes")
+        raise SpectrumReadError(
+            uri, ReadErrorReason.TOO_LARGE, f"more than {limits.max_file_bytes} bytes"
+        )
     return data
 
 
@@ -119,7 +125,9 @@ def check_fits_structure(data: bytes, uri: str, limits: SourceLimits = DEFAULT_L
     max_header_bytes = limits.max_header_cards * CARD
     while offset < len(data):
         if n_hdus >= limits.max_hdus:
-            raise SpectrumReadError(uri, ReadErrorReason.TOO_LARGE, f"more than {limits.max_hdus} HDUs")
+            raise SpectrumReadError(
+                uri, ReadErrorReason.TOO_LARGE, f"more than {limits.max_hdus} HDUs"
+            )
         if n_hdus > 0 and not data[offset : offset + 8].strip(b"\0 "):
             break  # zero or blank padding after the last HDU, seen in real archives
         keys: dict[str, str] = {}
@@ -142,7 +150,9 @@ def check_fits_structure(data: bytes, uri: str, limits: SourceLimits = DEFAULT_L
                     ReadErrorReason.TOO_LARGE,
                     f"header of HDU {n_hdus} longer than {limits.max_header_cards} cards",
                 )
-            raise SpectrumReadError(uri, ReadErrorReason.TRUNCATED, f"header of HDU {n_hdus} has no END")
+            raise SpectrumReadError(
+                uri, ReadErrorReason.TRUNCATED, f"header of HDU {n_hdus} has no END"
+            )
         header_end = offset + -(-(end_at - offset) // FITS_BLOCK) * FITS_BLOCK
         data_bytes = _data_size(keys, uri, n_hdus)
         padded = -(-data_bytes // FITS_BLOCK) * FITS_BLOCK
@@ -180,11 +190,22 @@ def _data_size(keys: dict[str, str], uri: str, hdu: int) -> int:
 
 
 def load_fits_bytes(
-    source: str | os.PathLike | bytes, limits: SourceLimits = DEFAULT_LIMITS
+    source: str | os.PathLike | bytes,
+    limits: SourceLimits = DEFAULT_LIMITS,
+    name: str | None = None,
 ) -> tuple[bytes, str]:
-    """Return checked, uncompressed FITS bytes and the name to report the source under."""
-    uri = describe_source(source)
-    data = bytes(source) if uri == BYTES_SOURCE else fetch_bytes(source, limits)
+    """Return checked, uncompressed FITS bytes and the name to report the source under.
+
+    ``name`` overrides the reported name (useful for bytes fetched elsewhere).
+    """
+    is_bytes = isinstance(source, bytes | bytearray | memoryview)
+    uri = name or describe_source(source)
+    try:
+        data = bytes(source) if is_bytes else fetch_bytes(source, limits)
+    except SpectrumReadError as exc:
+        if exc.uri == uri:
+            raise
+        raise SpectrumReadError(uri, exc.reason, exc.message) from None
     if len(data) > limits.max_file_bytes:
         raise SpectrumReadError(uri, ReadErrorReason.TOO_LARGE, f"{len(data)} bytes")
     if not data:

@@ -1,0 +1,38 @@
+"""The ``raysurvey`` command line: demo summary, read, readers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from raysurvey.cli import main
+from raysurvey.io.examples import EXAMPLE_BUILDERS
+
+
+def test_demo_prints_a_row_per_example_file(tmp_path, capsys) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "12 read, 0 failed" in out
+    for layout in ("lamost_dr1", "lamost_image", "lamost_table", "sdss_spec", "sdss_spspec"):
+        assert layout in out
+    assert len(list(tmp_path.iterdir())) == 2 * len(EXAMPLE_BUILDERS)
+
+
+def test_read_reports_errors_per_file_and_fails(tmp_path, capsys) -> None:
+    good = tmp_path / "good.fits"
+    good.write_bytes(EXAMPLE_BUILDERS["lamost_image"]().data)
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(b"<html>502 Bad Gateway</html>")
+    assert main(["read", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "not_fits" in out and "1 read, 1 failed" in out
+
+
+def test_module_entry_point_and_readers() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "raysurvey.cli", "readers"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "lamost_table" in result.stdout and "sdss_spspec" in result.stdout
