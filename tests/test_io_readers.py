@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raysurvey.io import META_KEYS, get_reader, identify_layout, list_readers, read_spectrum
+from raysurvey.io import (
+    META_KEYS,
+    get_reader,
+    identify_layout,
+    list_readers,
+    open_fits_file,
+    read_spectrum,
+)
 from raysurvey.io.examples import EXAMPLE_BUILDERS, ExampleFile
 
 CASES = [(name, gz) for name in EXAMPLE_BUILDERS for gz in (False, True)]
@@ -70,16 +77,55 @@ def test_identification_uses_headers_not_file_names(tmp_path) -> None:
 
 
 def test_each_reader_identifies_only_its_own_layout() -> None:
+    for name in EXAMPLE_BUILDERS:
+        example = build(name, False)
+        with open_fits_file(example.data) as fits_file:
+            claimed = [r.name for r in list_readers() if r.identify(fits_file)]
+            assert claimed == [example.layout], name
+            assert identify_layout(fits_file).name == example.layout
+
+
+@pytest.mark.parametrize("name", list(EXAMPLE_BUILDERS))
+def test_fast_header_agrees_with_astropy_on_every_card(name: str) -> None:
     from io import BytesIO
 
     from astropy.io import fits
 
-    for name in EXAMPLE_BUILDERS:
-        example = build(name, False)
-        with fits.open(BytesIO(example.data)) as hdul:
-            claimed = [r.name for r in list_readers() if r.identify(hdul)]
-            assert claimed == [example.layout], name
-            assert identify_layout(hdul).name == example.layout
+    example = build(name, False)
+    with open_fits_file(example.data) as fits_file, fits.open(BytesIO(example.data)) as hdul:
+        reference = hdul[0].header
+        assert set(fits_file.header) == {
+            k for k in reference if k not in ("COMMENT", "HISTORY", "")
+        }
+        for key in fits_file.header:
+            assert fits_file.header[key] == reference[key], key
+            assert type(fits_file.header[key]) is type(reference[key]), key
+
+
+def test_fast_header_parses_fits_value_syntax() -> None:
+    from raysurvey.io.header import FastHeader
+
+    cards = {
+        "S": b"'O''Brien / x'       / a comment",
+        "E": b"''",
+        "T": b"                   T / flag",
+        "I": b"                 -42",
+        "F": b"             1.5D-03 / d exponent",
+        "G": b"            -9999.0",
+        "C": b"          (1.0, 2.0)",
+        "U": b"                     / undefined",
+    }
+    header_bytes = b"".join(
+        (key.ljust(8) + "= ").encode() + value.ljust(70) for key, value in cards.items()
+    )
+    header_bytes += b"COMMENT   S = 'decoy: not a value card'".ljust(80) + b"END".ljust(80)
+    header = FastHeader(header_bytes, fallback=lambda: {"C": complex(1, 2)})
+    assert header["S"] == "O'Brien / x" and header["E"] == ""
+    assert header["T"] is True and header["I"] == -42
+    assert header["F"] == pytest.approx(1.5e-3) and header["G"] == -9999.0
+    assert header["C"] == complex(1, 2) and header["U"] is None
+    assert "s" in header and "X" not in header and "TOOLONGKEY" not in header
+    assert len(header) == len(cards) and list(header) == list(cards)
 
 
 def test_dr1_row_two_is_not_wavelength() -> None:

@@ -9,7 +9,7 @@ from raysurvey.io import lamost as _lamost  # noqa: F401
 from raysurvey.io import sdss as _sdss  # noqa: F401
 from raysurvey.io import sdss_dr7 as _sdss_dr7  # noqa: F401
 from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
-from raysurvey.io.reader import identify_layout, read_spectrum
+from raysurvey.io.reader import identify_layout, open_fits_file, read_spectrum
 from raysurvey.io.registry import SurveyReader, get_reader, list_readers
 from raysurvey.io.source import SourceLimits
 from raysurvey.io.spectrum import META_KEYS, Spectrum
@@ -24,5 +24,6 @@ __all__ = [
     "get_reader",
     "identify_layout",
     "list_readers",
+    "open_fits_file",
     "read_spectrum",
 ]

@@ -70,6 +70,71 @@ LAMOST_LABELS = {
 }
 
 
+#: The observing, fibre and WCS keywords real LAMOST headers carry beside the labels
+#: (~100 cards in all); readers must skip them, and they set astropy's parse cost.
+LAMOST_OBSERVING_CARDS: list[tuple[str, Any, str]] = [
+    ("AUTHOR", "LAMOST Pipeline", "Who compiled the information"),
+    ("N_EXTEN", 1, "The extension number"),
+    ("LONGITUD", 117.58, "Longitude of site"),
+    ("LATITUDE", 40.39, "Latitude of site"),
+    ("FOCUS", 19964.0, "Telescope focus (mm)"),
+    ("CAMVER", "v2.0", "Version of the Camera hardware and control"),
+    ("DATE-OBS", "2012-02-11T14:02:35.0", "The observation median UTC"),
+    ("DATE-BEG", "2012-02-11T13:55:24.0", "The observation start local time"),
+    ("DATE-END", "2012-02-11T14:29:49.0", "The observation end local time"),
+    ("OFFSET", False, "Whether there is a fiber offset"),
+    ("OFFSET_V", 0.0, "Offset value in arcsecond"),
+    ("CELL_ID", "E1224", "Fiber Unit ID on the focal plane"),
+    ("X_VALUE", -12.5, "X coordinate of object on the focal plane"),
+    ("Y_VALUE", 140.25, "Y coordinate of object on the focal plane"),
+    ("OBJNAME", "513201120101000241", "Name of object"),
+    ("TSOURCE", "LEGAS_GAC", "Name of input catalog"),
+    ("TCOMMENT", "", "Target information"),
+    ("TFROM", "SDSS_PHOTO", "Target catalog"),
+    ("FIBERMAS", 0, "Bitwise mask of the fiber"),
+    ("MAG3", 16.91, "Mag3 of object"),
+    ("MAG4", 16.72, "Mag4 of object"),
+    ("MAG5", 16.64, "Mag5 of object"),
+    ("MAG6", -9999.0, "Mag6 of object"),
+    ("MAG7", -9999.0, "Mag7 of object"),
+    ("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)"),
+    ("OBSCOMM", "Science", "Science or Test"),
+    ("RADECSYS", "FK5", "Equatorial coordinate system"),
+    ("EQUINOX", 2000.0, "Equinox in years"),
+    ("EXPID01", "b1-20120211140235-00015324", "ID string for blue exposure 1"),
+    ("EXPID02", "b1-20120211141855-00015325", "ID string for blue exposure 2"),
+    ("EXPID03", "r1-20120211140235-00015324", "ID string for red exposure 1"),
+    ("EXPID04", "r1-20120211141855-00015325", "ID string for red exposure 2"),
+    ("NEXP", 2, "Number of valid exposures"),
+    ("NEXP_B", 2, "Number of valid blue exposures"),
+    ("NEXP_R", 2, "Number of valid red exposures"),
+    ("EXPT_B", 1800.0, "Blue exposure duration time (s)"),
+    ("EXPT_R", 1800.0, "Red exposure duration time (s)"),
+    ("EXPTIME", 1800.0, "Minimum of exposure time for all cameras"),
+    ("BESTEXP", 15324, "MJM of the best exposure"),
+    ("SCAMEAN", 1.02, "Mean value of scale factor"),
+    ("SEEING", 3.2, "Seeing during exposure (arcsec)"),
+    ("MOONPHA", 18.7, "Moon phase for a 29.53 days period"),
+    ("TEMPCCDB", -118.0, "The temperature of blue CCD"),
+    ("TEMPCCDR", -115.0, "The temperature of red CCD"),
+    ("SKYLEVEL", "", "Sky level"),
+    ("NSKIES", 18, "Sky fiber number"),
+    ("SKYCHI2", 1.15, "Mean chi^2 of sky-subtraction"),
+    ("SCHI2MIN", 0.71, "Minimum chi^2 of sky-subtraction"),
+    ("SCHI2MAX", 2.04, "Maximum chi^2 of sky-subtraction"),
+    ("FSTAR", "", "Fiber ID of flux standard stars"),
+    ("FCBY", "auto", "Standard stars origin (auto, manual or catalog)"),
+    ("HELIO", True, "Heliocentric correction"),
+    ("HELIO_RV", 12.5, "Heliocentric correction (km/s)"),
+    ("CRVAL1", 3.5670, "Central wavelength (log10) of first pixel"),
+    ("CD1_1", 1e-4, "Log10 dispersion per pixel"),
+    ("CRPIX1", 1, "Starting pixel (1-indexed)"),
+    ("CTYPE1", "LINEAR", ""),
+    ("DC-FLAG", 1, "Log-linear flag"),
+    ("BUNIT", "10**-17 erg/s/cm^2/A", "Units of flux"),
+]
+
+
 def _lamost_cards(dr: str, snr_style: str, obsid: bool = True) -> list[tuple[str, Any, str]]:
     snr = {"u": 12.5, "g": 45.25, "r": 60.5, "i": 70.75, "z": 40.0}
     cards: list[tuple[str, Any, str]] = [
@@ -99,6 +164,7 @@ def _lamost_cards(dr: str, snr_style: str, obsid: bool = True) -> list[tuple[str
         ("Z_ERR", LAMOST_LABELS["z_err"], "Redshift error of object"),
         ("ZFLAG", "LASP", "Which method computes the redshift"),
         ("VERSPIPE", "v2.9.7", "Version of Pipeline"),
+        *LAMOST_OBSERVING_CARDS,
     ]
     if obsid:
         cards.insert(3, ("OBSID", LAMOST_LABELS["obsid"], "Unique number ID of this spectrum"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -39,14 +40,13 @@ def clean_value(value: Any) -> Any:
     return value
 
 
-def header_value(header: fits.Header, *keys: str, kind: type | None = None) -> Any:
+def header_value(header: Mapping[str, Any], *keys: str, kind: type | None = None) -> Any:
     """First present, non-missing value among ``keys`` (older and newer spellings)."""
     for key in keys:
         if key in header:
             value = clean_value(header[key])
-            if value is None:
-                continue
-            return _coerce(value, kind)
+            if value is not None:
+                return _coerce(value, kind)
     return None
 
 
@@ -75,7 +75,7 @@ def normalise_class(value: Any) -> str | None:
     return text if text in CLASS_NAMES else "UNKNOWN"
 
 
-def require_keyword(header: fits.Header, key: str, uri: str, hdu: str = "primary") -> Any:
+def require_keyword(header: Mapping[str, Any], key: str, uri: str, hdu: str = "primary") -> Any:
     """A header keyword the layout cannot do without."""
     if key not in header or clean_value(header[key]) is None:
         raise SpectrumReadError(uri, ReadErrorReason.MISSING_KEYWORD, f"{hdu} header lacks {key}")
@@ -88,6 +88,19 @@ def require_hdu(hdul: fits.HDUList, name: str | int, uri: str) -> Any:
         return hdul[name]
     except (KeyError, IndexError):
         raise SpectrumReadError(uri, ReadErrorReason.MISSING_HDU, f"no HDU {name!r}") from None
+
+
+def header_column_names(hdu: Any) -> set[str]:
+    """Upper-case column names of a binary-table HDU from its TTYPEn keywords.
+
+    Cheap enough for ``identify``: building astropy's column definitions costs more
+    than reading the table's data.
+    """
+    if not isinstance(hdu, fits.BinTableHDU):
+        return set()
+    header = hdu.header
+    count = int(header.get("TFIELDS", 0))
+    return {str(header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, count + 1)}
 
 
 def table_column(table: fits.FITS_rec, name: str, uri: str, hdu: str) -> np.ndarray:
@@ -142,38 +155,44 @@ def build_spectrum(
     if lengths["flux"] < 2:
         raise SpectrumReadError(uri, ReadErrorReason.NO_VALID_FLUX, "fewer than 2 pixels")
     wave = np.asarray(wavelength, dtype=np.float64)
-    if not np.all(np.isfinite(wave)) or wave[0] <= 0:
-        raise SpectrumReadError(
-            uri, ReadErrorReason.BAD_WAVELENGTH, "non-finite or non-positive wavelength"
-        )
+    # One pass decides both: NaN steps fail "> 0", so a non-finite wavelength anywhere
+    # shows up here and is told apart from a decreasing one only on the error path.
+    if not (np.diff(wave) > 0).all():
+        _raise_wavelength_error(wave, uri)
     if not (500.0 < wave[0] < 50_000.0 and 500.0 < wave[-1] < 50_000.0):
         raise SpectrumReadError(
             uri,
             ReadErrorReason.BAD_WAVELENGTH,
             f"{wave[0]:.4g}-{wave[-1]:.4g} A is not optical/NIR",
         )
-    steps = np.diff(wave)
-    if not np.all(steps > 0):
-        where = int(np.argmin(steps > 0))
-        raise SpectrumReadError(
-            uri,
-            ReadErrorReason.NON_MONOTONIC_WAVELENGTH,
-            f"wavelength does not increase at pixel {where} "
-            f"({wave[where]:.3f} -> {wave[where + 1]:.3f})",
-        )
     flux32 = np.asarray(flux, dtype=np.float32)
-    ivar32 = np.asarray(ivar, dtype=np.float32)
-    mask = ~np.isfinite(flux32) | ~np.isfinite(ivar32) | (ivar32 <= 0)
-    if bad is not None:
-        mask |= np.asarray(bad, dtype=bool)
-    finite_flux = flux32[np.isfinite(flux32)]
-    if finite_flux.size == 0 or not np.any(finite_flux != 0):
+    ivar32 = np.array(ivar, dtype=np.float32)  # a copy: bad pixels are zeroed below
+    finite = np.isfinite(flux32)
+    if not np.any(flux32[finite] != 0):
         raise SpectrumReadError(
             uri, ReadErrorReason.NO_VALID_FLUX, "flux is all zero or non-finite"
         )
-    if np.all(mask):
+    good = finite & (ivar32 > 0) & (ivar32 < np.inf)
+    if bad is not None:
+        good &= ~np.asarray(bad, dtype=bool)
+    if not good.any():
         raise SpectrumReadError(
             uri, ReadErrorReason.NO_VALID_FLUX, "every pixel is masked or has zero ivar"
         )
-    ivar32 = np.where(mask, np.float32(0), ivar32)
+    mask = ~good
+    ivar32[mask] = 0
     return Spectrum(wavelength=wave, flux=flux32, ivar=ivar32, mask=mask, meta=meta)
+
+
+def _raise_wavelength_error(wave: np.ndarray, uri: str) -> None:
+    if not np.all(np.isfinite(wave)) or wave[0] <= 0:
+        raise SpectrumReadError(
+            uri, ReadErrorReason.BAD_WAVELENGTH, "non-finite or non-positive wavelength"
+        )
+    where = int(np.argmin(np.diff(wave) > 0))
+    raise SpectrumReadError(
+        uri,
+        ReadErrorReason.NON_MONOTONIC_WAVELENGTH,
+        f"wavelength does not increase at pixel {where} "
+        f"({wave[where]:.3f} -> {wave[where + 1]:.3f})",
+    )

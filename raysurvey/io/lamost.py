@@ -18,6 +18,9 @@ Pixels with a nonzero and-mask (bad in every exposure) are flagged bad.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from astropy.io import fits
 
@@ -25,6 +28,7 @@ from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
 from raysurvey.io.fitsutil import (
     build_spectrum,
     empty_meta,
+    header_column_names,
     header_value,
     image_data,
     normalise_class,
@@ -32,25 +36,25 @@ from raysurvey.io.fitsutil import (
     require_keyword,
     table_column,
 )
-from raysurvey.io.registry import SurveyReader, register_reader
+from raysurvey.io.registry import FitsFile, SurveyReader, register_reader
 from raysurvey.io.spectrum import Spectrum
 
 SURVEY = "lamost"
 BANDS = ("u", "g", "r", "i", "z")
 
 
-def _is_lamost(header: fits.Header) -> bool:
+def _is_lamost(header: Mapping[str, Any]) -> bool:
     telescope = str(header.get("TELESCOP", "")).upper()
     origin = str(header.get("ORIGIN", "")).upper()
     return "LAMOST" in telescope or "LAMOST" in origin
 
 
-def _row_names(header: fits.Header) -> list[str]:
+def _row_names(header: Mapping[str, Any]) -> list[str]:
     """Row names from the row-description keyword, e.g. "Flux Inverse Wavelength ..."."""
     return str(header.get("EXTEN0", "")).lower().split()
 
 
-def lamost_meta(header: fits.Header, layout: str, uri: str) -> dict:
+def lamost_meta(header: Mapping[str, Any], layout: str, uri: str) -> dict:
     """Labels from a LAMOST primary header (same keywords in every layout)."""
     meta = empty_meta(SURVEY, layout, uri)
     meta["data_release"] = header_value(header, "DATA_V", "DR", kind=str)
@@ -85,19 +89,19 @@ def _row2_is_wavelength(data: np.ndarray | None) -> bool:
     return bool(np.all(np.isfinite(row)) and 2500 < row[0] < row[-1] < 12000)
 
 
-def identify_dr1(hdul: fits.HDUList) -> bool:
-    header = hdul[0].header
+def identify_dr1(f: FitsFile) -> bool:
+    header = f.header
     if header.get("NAXIS") != 2 or not _is_lamost(header):
         return False
     rows = _row_names(header)
     if rows:
         return "subcontinuum" in rows
-    return "COEFF0" in header and not _row2_is_wavelength(hdul[0].data)
+    return "COEFF0" in header and not _row2_is_wavelength(f.hdul[0].data)
 
 
-def read_dr1(hdul: fits.HDUList, uri: str) -> Spectrum:
-    header = hdul[0].header
-    data = image_data(hdul[0], uri, min_rows=5)
+def read_dr1(f: FitsFile, uri: str) -> Spectrum:
+    header = f.header
+    data = image_data(f.hdul[0], uri, min_rows=5)
     coeff0 = float(require_keyword(header, "COEFF0", uri))
     coeff1 = float(require_keyword(header, "COEFF1", uri))
     n_pix = data.shape[1]
@@ -110,20 +114,20 @@ def read_dr1(hdul: fits.HDUList, uri: str) -> Spectrum:
 # -- DR2-DR8: "Flux Inverse Wavelength Andmask Ormask" -----------------------------
 
 
-def identify_image(hdul: fits.HDUList) -> bool:
-    header = hdul[0].header
+def identify_image(f: FitsFile) -> bool:
+    header = f.header
     if header.get("NAXIS") != 2 or not _is_lamost(header):
         return False
     rows = _row_names(header)
     if rows:
         return "wavelength" in rows
-    return _row2_is_wavelength(hdul[0].data)  # a file without the row description
+    return _row2_is_wavelength(f.hdul[0].data)  # a file without the row description
 
 
-def read_image(hdul: fits.HDUList, uri: str) -> Spectrum:
-    header = hdul[0].header
-    data = image_data(hdul[0], uri, min_rows=3)
-    rows = _row_names(hdul[0].header)
+def read_image(f: FitsFile, uri: str) -> Spectrum:
+    header = f.header
+    data = image_data(f.hdul[0], uri, min_rows=3)
+    rows = _row_names(header)
     index = {name: rows.index(name) for name in rows} if rows else {}
     flux = data[index.get("flux", 0)]
     ivar = data[index.get("inverse", 1)]
@@ -138,14 +142,10 @@ def read_image(hdul: fits.HDUList, uri: str) -> Spectrum:
 # -- DR9 and later: COADD table ----------------------------------------------------
 
 
-def identify_table(hdul: fits.HDUList) -> bool:
-    if len(hdul) < 2 or not _is_lamost(hdul[0].header):
+def identify_table(f: FitsFile) -> bool:
+    if f.n_hdus < 2 or f.header.get("NAXIS") != 0 or not _is_lamost(f.header):
         return False
-    hdu = hdul[1]
-    if not isinstance(hdu, fits.BinTableHDU):
-        return False
-    names = {n.upper() for n in hdu.columns.names}
-    return {"FLUX", "WAVELENGTH"} <= names
+    return {"FLUX", "WAVELENGTH"} <= header_column_names(f.hdul[1])
 
 
 def _vector(table: fits.FITS_rec, name: str, uri: str) -> np.ndarray:
@@ -157,8 +157,8 @@ def _vector(table: fits.FITS_rec, name: str, uri: str) -> np.ndarray:
     return column[0].reshape(-1)
 
 
-def read_table(hdul: fits.HDUList, uri: str) -> Spectrum:
-    table = require_hdu(hdul, 1, uri).data
+def read_table(f: FitsFile, uri: str) -> Spectrum:
+    table = require_hdu(f.hdul, 1, uri).data
     if table is None or len(table) == 0:
         raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, "COADD table has no rows")
     flux = _vector(table, "FLUX", uri)
@@ -166,7 +166,7 @@ def read_table(hdul: fits.HDUList, uri: str) -> Spectrum:
     wavelength = _vector(table, "WAVELENGTH", uri)
     names = {n.upper() for n in table.columns.names}
     bad = _vector(table, "ANDMASK", uri) != 0 if "ANDMASK" in names else None
-    meta = lamost_meta(hdul[0].header, "lamost_table", uri)
+    meta = lamost_meta(f.header, "lamost_table", uri)
     return build_spectrum(uri, wavelength, flux, ivar, bad, meta)
 
 

@@ -5,25 +5,44 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
-from raysurvey.io.registry import SurveyReader, get_reader, list_readers
-from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits, load_fits_bytes
+from raysurvey.io.header import FastHeader
+from raysurvey.io.registry import FitsFile, SurveyReader, get_reader, list_readers
+from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits, describe_source, load_fits_bytes
 from raysurvey.io.spectrum import Spectrum
 
 
-def identify_layout(hdul: fits.HDUList) -> SurveyReader | None:
-    """The first registered reader whose ``identify`` accepts this HDU list."""
+def identify_layout(fits_file: FitsFile) -> SurveyReader | None:
+    """The first registered reader whose ``identify`` accepts this file."""
     for reader in list_readers():
         try:
-            if reader.identify(hdul):
+            if reader.identify(fits_file):
                 return reader
         except Exception:  # a malformed HDU is "not this layout", never a crash
             continue
     return None
+
+
+@contextmanager
+def open_fits_file(
+    source: str | os.PathLike | bytes,
+    *,
+    uri: str | None = None,
+    limits: SourceLimits = DEFAULT_LIMITS,
+) -> Iterator[FitsFile]:
+    """Fetch, check and open a FITS source the way the readers see it."""
+    data, name, structure = load_fits_bytes(source, limits, name=uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        with fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True) as hdul:
+            header = FastHeader(structure.primary_header, lambda: hdul[0].header)
+            yield FitsFile(hdul, header, structure.n_hdus, name)
 
 
 def read_spectrum(
@@ -56,27 +75,21 @@ def read_spectrum(
     SpectrumReadError
         For every kind of bad input; no other exception escapes.
     """
-    data, name = load_fits_bytes(source, limits, name=uri)
+    name = uri
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyWarning)
-            with fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True) as hdul:
-                reader = get_reader(layout) if layout else identify_layout(hdul)
-                if reader is None:
-                    names = [hdu.name for hdu in hdul]
-                    raise SpectrumReadError(
-                        name, ReadErrorReason.UNKNOWN_LAYOUT, f"no reader recognises HDUs {names}"
-                    )
-                return reader.read(hdul, name)
-    except SpectrumReadError as exc:
-        if exc.uri != name:  # readers were given `name`; keep errors consistent
-            raise SpectrumReadError(name, exc.reason, exc.message) from None
+        with open_fits_file(source, uri=uri, limits=limits) as fits_file:
+            name = fits_file.uri
+            reader = get_reader(layout) if layout else identify_layout(fits_file)
+            if reader is None:
+                names = [hdu.name for hdu in fits_file.hdul]
+                raise SpectrumReadError(
+                    name, ReadErrorReason.UNKNOWN_LAYOUT, f"no reader recognises HDUs {names}"
+                )
+            return reader.read(fits_file, name)
+    except SpectrumReadError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise SpectrumReadError(
-            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
-        ) from None
     except Exception as exc:  # keep the contract: one exception type for bad input
+        name = name or describe_source(source)
         raise SpectrumReadError(
             name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
         ) from None

@@ -12,7 +12,30 @@ from dataclasses import dataclass
 
 from astropy.io import fits
 
+from raysurvey.io.header import FastHeader
 from raysurvey.io.spectrum import Spectrum
+
+
+@dataclass(frozen=True)
+class FitsFile:
+    """An opened, structurally checked file as readers see it.
+
+    Attributes
+    ----------
+    hdul : astropy.io.fits.HDUList
+        Lazily loaded HDUs (touching ``hdul[1]`` reads only that far).
+    header : FastHeader
+        The primary header's values.
+    n_hdus : int
+        Number of HDUs, known from the structural walk without loading them.
+    uri : str
+        The name errors and ``meta["uri"]`` report.
+    """
+
+    hdul: fits.HDUList
+    header: FastHeader
+    n_hdus: int
+    uri: str
 
 
 @dataclass(frozen=True)
@@ -26,17 +49,17 @@ class SurveyReader:
     survey : str
         ``"lamost"`` or ``"sdss"``.
     identify : callable
-        ``identify(hdul) -> bool``; must not raise on files of other layouts.
+        ``identify(fits_file) -> bool``; cheap checks first, must not raise.
     read : callable
-        ``read(hdul, uri) -> Spectrum``; raises ``SpectrumReadError`` on bad content.
+        ``read(fits_file, uri) -> Spectrum``; raises ``SpectrumReadError`` on bad content.
     description : str
         One line for ``raysurvey readers`` and the docs.
     """
 
     name: str
     survey: str
-    identify: Callable[[fits.HDUList], bool]
-    read: Callable[[fits.HDUList, str], Spectrum]
+    identify: Callable[[FitsFile], bool]
+    read: Callable[[FitsFile, str], Spectrum]
     description: str
 
 

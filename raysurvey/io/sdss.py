@@ -23,12 +23,13 @@ from raysurvey.io.fitsutil import (
     build_spectrum,
     clean_value,
     empty_meta,
+    header_column_names,
     header_value,
     normalise_class,
     require_hdu,
     table_column,
 )
-from raysurvey.io.registry import SurveyReader, register_reader
+from raysurvey.io.registry import FitsFile, SurveyReader, register_reader
 from raysurvey.io.spectrum import Spectrum
 
 SURVEY = "sdss"
@@ -83,14 +84,14 @@ def _row_value(row: dict[str, Any], *keys: str, kind: type | None = None) -> Any
     return None
 
 
-def identify(hdul: fits.HDUList) -> bool:
-    if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+def identify(f: FitsFile) -> bool:
+    if f.n_hdus < 2 or f.header.get("NAXIS") != 0 or "SPEC_CLN" in f.header:
         return False
-    names = {n.lower() for n in hdul[1].columns.names}
-    return {"flux", "loglam", "ivar"} <= names
+    return {"FLUX", "LOGLAM", "IVAR"} <= header_column_names(f.hdul[1])
 
 
-def read(hdul: fits.HDUList, uri: str) -> Spectrum:
+def read(f: FitsFile, uri: str) -> Spectrum:
+    hdul = f.hdul
     coadd = hdul[1].data
     if coadd is None or len(coadd) == 0:
         raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, "COADD table has no rows")
@@ -110,7 +111,7 @@ def read(hdul: fits.HDUList, uri: str) -> Spectrum:
             f"HDU 2 is {meta_hdu.name!r}, expected SPECOBJ or SPALL",
         )
     row = _first_row(meta_hdu, uri)
-    header = hdul[0].header
+    header = f.header
     meta = empty_meta(SURVEY, "sdss_spec", uri)
     run2d = _row_value(row, "RUN2D", kind=str) or header_value(header, "RUN2D", kind=str)
     meta["data_release"] = header_value(header, "RELEASE", kind=str) or (run2d and f"RUN2D {run2d}")

@@ -14,7 +14,6 @@ row also flags emission lines and is not used to discard pixels.
 from __future__ import annotations
 
 import numpy as np
-from astropy.io import fits
 
 from raysurvey.io.fitsutil import (
     build_spectrum,
@@ -23,7 +22,7 @@ from raysurvey.io.fitsutil import (
     image_data,
     require_keyword,
 )
-from raysurvey.io.registry import SurveyReader, register_reader
+from raysurvey.io.registry import FitsFile, SurveyReader, register_reader
 from raysurvey.io.sdss import sdss_specobjid
 from raysurvey.io.spectrum import Spectrum
 
@@ -45,14 +44,14 @@ SPEC_CLN_CLASS: dict[int, str] = {
 }
 
 
-def identify(hdul: fits.HDUList) -> bool:
-    header = hdul[0].header
+def identify(f: FitsFile) -> bool:
+    header = f.header
     return header.get("NAXIS") == 2 and "SPEC_CLN" in header and "COEFF0" in header
 
 
-def read(hdul: fits.HDUList, uri: str) -> Spectrum:
-    header = hdul[0].header
-    data = image_data(hdul[0], uri, min_rows=4)
+def read(f: FitsFile, uri: str) -> Spectrum:
+    header = f.header
+    data = image_data(f.hdul[0], uri, min_rows=4)
     coeff0 = float(require_keyword(header, "COEFF0", uri))
     coeff1 = float(require_keyword(header, "COEFF1", uri))
     wavelength = 10.0 ** (coeff0 + coeff1 * np.arange(data.shape[1]))

@@ -40,8 +40,6 @@ class SourceLimits:
 
 DEFAULT_LIMITS = SourceLimits()
 
-_CARD_RE = re.compile(rb"^([A-Z0-9_-]{1,8})\s*=\s*([^/]*)")
-
 
 def describe_source(source: str | os.PathLike | bytes) -> str:
     """The name a source is reported under in errors and catalogs."""
@@ -106,22 +104,67 @@ def gunzip_capped(data: bytes, uri: str, limits: SourceLimits = DEFAULT_LIMITS) 
     return bytes(out)
 
 
-def _header_value(value: bytes) -> str:
-    return value.strip().strip(b"'").strip().decode("ascii", "replace")
+_END_CARD = re.compile(rb"END {77}")
+_INT_VALUE = re.compile(rb"^\s*([-+]?\d+)")
 
 
-def check_fits_structure(data: bytes, uri: str, limits: SourceLimits = DEFAULT_LIMITS) -> int:
-    """Walk the HDUs of a FITS byte string; return how many there are.
+def _find_end(data: bytes, offset: int, stop: int) -> int | None:
+    """Offset just past the END card of the header starting at ``offset``, if any."""
+    for match in _END_CARD.finditer(data, offset, stop):
+        if (match.start() - offset) % CARD == 0:
+            return match.end()
+    return None
 
-    Only the structural keywords are parsed (BITPIX, NAXISn, PCOUNT, GCOUNT), with a
-    regex over 80-character cards: cheap next to astropy's full parse, and enough to
-    tell a truncated file, a header without END or a runaway header apart.
+
+def find_card(header_bytes: bytes, key: str) -> bytes | None:
+    """Raw value field (columns 11-80) of the first ``KEY = `` card, or None.
+
+    A substring search checked for card alignment: far cheaper than splitting a
+    header of a hundred cards into Python objects to look up a few of them.
+    """
+    needle = key.encode("ascii").ljust(8) + b"= "
+    start = 0
+    while (at := header_bytes.find(needle, start)) >= 0:
+        if at % CARD == 0:
+            return header_bytes[at + 10 : at + CARD]
+        start = at + 1
+    return None
+
+
+def header_cards(header_bytes: bytes) -> dict[str, bytes]:
+    """Keyword -> raw value field of every value card (first one wins)."""
+    cards: dict[str, bytes] = {}
+    for i in range(0, len(header_bytes), CARD):
+        card = header_bytes[i : i + CARD]
+        if card[8:10] == b"= ":
+            cards.setdefault(card[:8].rstrip().decode("ascii", "replace"), card[10:])
+    return cards
+
+
+@dataclass(frozen=True)
+class FitsStructure:
+    """What the structural walk learned: HDU count and the primary header's bytes."""
+
+    n_hdus: int
+    primary_header: bytes
+
+
+def check_fits_structure(
+    data: bytes, uri: str, limits: SourceLimits = DEFAULT_LIMITS
+) -> FitsStructure:
+    """Walk the HDUs of a FITS byte string before astropy parses it.
+
+    Only the structural keywords are interpreted (BITPIX, NAXISn, PCOUNT, GCOUNT):
+    cheap next to a full parse, and enough to tell a truncated file, a header without
+    END or a runaway header apart. The primary header's raw cards come back too, so
+    readers can take labels from them without a second parse (``FastHeader``).
     """
     if not data.startswith(b"SIMPLE  ="):
         snippet = data[:40].decode("ascii", "replace").strip()
         kind = "HTML page" if b"<html" in data[:1024].lower() else f"starts {snippet!r}"
         raise SpectrumReadError(uri, ReadErrorReason.NOT_FITS, f"not a FITS file ({kind})")
     offset, n_hdus = 0, 0
+    primary = b""
     max_header_bytes = limits.max_header_cards * CARD
     while offset < len(data):
         if n_hdus >= limits.max_hdus:
@@ -130,21 +173,10 @@ def check_fits_structure(data: bytes, uri: str, limits: SourceLimits = DEFAULT_L
             )
         if n_hdus > 0 and not data[offset : offset + 8].strip(b"\0 "):
             break  # zero or blank padding after the last HDU, seen in real archives
-        keys: dict[str, str] = {}
-        end_at = None
-        pos = offset
-        stop = min(len(data), offset + max_header_bytes + FITS_BLOCK)
-        while pos + CARD <= stop:
-            card = data[pos : pos + CARD]
-            pos += CARD
-            if card.startswith(b"END") and not card[3:].strip():
-                end_at = pos
-                break
-            match = _CARD_RE.match(card)
-            if match:
-                keys.setdefault(match.group(1).decode(), _header_value(match.group(2)))
+        stop = min(len(data), offset + max_header_bytes)
+        end_at = _find_end(data, offset, stop)
         if end_at is None:
-            if pos - offset >= max_header_bytes:
+            if stop - offset >= max_header_bytes:
                 raise SpectrumReadError(
                     uri,
                     ReadErrorReason.TOO_LARGE,
@@ -153,8 +185,11 @@ def check_fits_structure(data: bytes, uri: str, limits: SourceLimits = DEFAULT_L
             raise SpectrumReadError(
                 uri, ReadErrorReason.TRUNCATED, f"header of HDU {n_hdus} has no END"
             )
+        header_bytes = data[offset:end_at]
+        if n_hdus == 0:
+            primary = header_bytes
         header_end = offset + -(-(end_at - offset) // FITS_BLOCK) * FITS_BLOCK
-        data_bytes = _data_size(keys, uri, n_hdus)
+        data_bytes = _data_size(header_bytes, uri, n_hdus)
         padded = -(-data_bytes // FITS_BLOCK) * FITS_BLOCK
         if header_end + data_bytes > len(data):
             raise SpectrumReadError(
@@ -165,16 +200,30 @@ def check_fits_structure(data: bytes, uri: str, limits: SourceLimits = DEFAULT_L
             )
         offset = header_end + padded
         n_hdus += 1
-    return n_hdus
+    return FitsStructure(n_hdus, primary)
 
 
-def _data_size(keys: dict[str, str], uri: str, hdu: int) -> int:
+def _structural(header_bytes: bytes, key: str, default: int | None = None) -> int:
+    raw = find_card(header_bytes, key)
+    if raw is None:
+        if default is None:
+            raise KeyError(key)
+        return default
+    match = _INT_VALUE.match(raw)
+    if not match:
+        raise ValueError(f"{key} = {raw[:20]!r}")
+    return int(match.group(1))
+
+
+def _data_size(header_bytes: bytes, uri: str, hdu: int) -> int:
     try:
-        bitpix = int(keys["BITPIX"])
-        naxis = int(keys["NAXIS"])
-        dims = [int(keys[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-        pcount = int(keys.get("PCOUNT", "0") or 0)
-        gcount = int(keys.get("GCOUNT", "1") or 1)
+        bitpix = _structural(header_bytes, "BITPIX")
+        naxis = _structural(header_bytes, "NAXIS")
+        if not 0 <= naxis <= 999:
+            raise ValueError(f"NAXIS = {naxis}")
+        dims = [_structural(header_bytes, f"NAXIS{i}") for i in range(1, naxis + 1)]
+        pcount = _structural(header_bytes, "PCOUNT", 0)
+        gcount = _structural(header_bytes, "GCOUNT", 1)
     except (KeyError, ValueError) as exc:
         raise SpectrumReadError(
             uri, ReadErrorReason.BAD_HEADER, f"HDU {hdu}: bad or missing structural keyword {exc}"
@@ -193,8 +242,8 @@ def load_fits_bytes(
     source: str | os.PathLike | bytes,
     limits: SourceLimits = DEFAULT_LIMITS,
     name: str | None = None,
-) -> tuple[bytes, str]:
-    """Return checked, uncompressed FITS bytes and the name to report the source under.
+) -> tuple[bytes, str, FitsStructure]:
+    """Checked, uncompressed FITS bytes, the name to report them under, their structure.
 
     ``name`` overrides the reported name (useful for bytes fetched elsewhere).
     """
@@ -214,5 +263,4 @@ def load_fits_bytes(
         data = gunzip_capped(data, uri, limits)
         if not data:
             raise SpectrumReadError(uri, ReadErrorReason.EMPTY, "gzip holds zero bytes")
-    check_fits_structure(data, uri, limits)
-    return data, uri
+    return data, uri, check_fits_structure(data, uri, limits)
