@@ -139,10 +139,15 @@ def truncated_gzip() -> bytes:
 
 
 def huge_header() -> bytes:
-    header = fits.Header()
-    for i in range(6000):
-        header[f"JUNK{i:04d}"] = i
-    return _write(fits.HDUList([fits.PrimaryHDU(header=header)]))
+    """6000 cards before END: valid FITS, but past the 4000-card cap."""
+    cards = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                    8",
+        "NAXIS   =                    0",
+    ]
+    cards += [f"JUNK{i:04d}= {i:20d}" for i in range(6000)] + ["END"]
+    data = "".join(card.ljust(80) for card in cards).encode()
+    return data.ljust(-(-len(data) // 2880) * 2880)
 
 
 def header_without_end() -> bytes:
