@@ -42,14 +42,143 @@ def cmd_readers(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_examples(args: argparse.Namespace) -> int:
     """Write one example file per layout (plain and gzip), read them back, summarise."""
     from raysurvey.io.examples import write_examples
 
-    directory = args.out or tempfile.mkdtemp(prefix="raysurvey-demo-")
+    directory = args.out or tempfile.mkdtemp(prefix="raysurvey-examples-")
     paths = write_examples(directory)
-    print(f"raysurvey {__version__} demo: {len(paths)} example files in {directory}\n")
+    print(f"raysurvey {__version__}: {len(paths)} example files in {directory}\n")
     return cmd_read(argparse.Namespace(sources=paths))
+
+
+def _synth_config(args: argparse.Namespace):
+    from raysurvey.synth import SynthConfig, parse_classes, resolve_templates
+
+    templates = resolve_templates(args.templates)
+    source = f"Redrock templates in {templates}" if templates else "the built-in physical model"
+    print(f"synth: {args.n} spectra -> {args.out} from {source}", file=sys.stderr)
+    if not templates:
+        print(
+            "synth: no --templates and no RAYSURVEY_TEMPLATES: spectra come from the built-in "
+            "physical model, not from real-data-derived templates",
+            file=sys.stderr,
+        )
+    return SynthConfig(
+        n=args.n,
+        out=args.out,
+        templates=templates,
+        survey=args.survey,
+        classes=parse_classes(args.classes),
+        mix=args.mix,
+        seed=args.seed,
+        gzip=args.gzip,
+        lamost_layout=args.lamost_layout,
+        sdss_hdu=args.sdss_hdu,
+        label_noise=args.label_noise,
+        snr_median=args.snr_median,
+        snr_sigma=args.snr_sigma,
+        snr_min=args.snr_min,
+        snr_max=args.snr_max,
+    )
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``raysurvey synth`` (shared with jobs/make_release.py)."""
+    from raysurvey.synth.config import (
+        LAMOST_LAYOUT_CHOICES,
+        MIXES,
+        SDSS_HDU_CHOICES,
+        SURVEYS,
+    )
+
+    parser.add_argument("--n", type=int, required=True, help="number of spectra")
+    parser.add_argument("--out", required=True, help="output directory (path, file:// or s3://)")
+    parser.add_argument(
+        "--templates", help="Redrock template directory (default: $RAYSURVEY_TEMPLATES)"
+    )
+    parser.add_argument("--survey", choices=SURVEYS, default="mixed")
+    parser.add_argument(
+        "--classes",
+        nargs="*",
+        help="kinds (O B A F G K M Carbon WD GALAXY QSO) or groups (stellar8, stars, all)",
+    )
+    parser.add_argument("--mix", choices=MIXES, default="survey")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gzip", action="store_true", help="write .fits.gz files")
+    parser.add_argument("--lamost-layout", choices=LAMOST_LAYOUT_CHOICES, default="mixed")
+    parser.add_argument("--sdss-hdu", choices=SDSS_HDU_CHOICES, default="mixed")
+    parser.add_argument("--label-noise", type=float, default=0.02, help="wrong pipeline labels")
+    parser.add_argument("--snr-median", type=float, default=20.0, help="median S/N_r per pixel")
+    parser.add_argument("--snr-sigma", type=float, default=0.8, help="log-normal width of S/N")
+    parser.add_argument("--snr-min", type=float, default=2.0)
+    parser.add_argument("--snr-max", type=float, default=300.0)
+    parser.add_argument("--chunk-size", type=int, default=500, help="spectra per manifest chunk")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Generate a synthetic release in the surveys' real file formats, plus its manifest."""
+    from raysurvey.synth import write_release
+    from raysurvey.synth.summary import release_summary
+
+    config = _synth_config(args)
+    manifest = write_release(config, chunk_size=args.chunk_size)
+    print(release_summary(manifest))
+    return 0
+
+
+def cmd_release_summary(args: argparse.Namespace) -> int:
+    """Print counts and S/N quantiles of a release manifest."""
+    from raysurvey.synth.summary import release_summary
+
+    print(release_summary(args.manifest))
+    return 0
+
+
+def cmd_plot_spectra(args: argparse.Namespace) -> int:
+    """Plot one spectrum per true class of a release (read back from its files) to a PNG."""
+    from raysurvey.synth.plot import plot_release
+
+    path = plot_release(args.manifest, args.out, min_snr=args.min_snr)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a small mixed release, summarise it, and read a few files back."""
+    import pyarrow.parquet as pq
+
+    from raysurvey.synth import SynthConfig, resolve_templates, write_release
+    from raysurvey.synth.summary import release_summary
+
+    templates = resolve_templates(args.templates)
+    out = args.out or tempfile.mkdtemp(prefix="raysurvey-demo-")
+    print(f"raysurvey {__version__} demo: a {args.n}-spectrum mixed release in {out}")
+    print(
+        "spectra from "
+        + (f"Redrock templates in {templates}" if templates else "the built-in physical model")
+        + "\n"
+    )
+    config = SynthConfig(n=args.n, out=out, templates=templates, mix="balanced", seed=args.seed)
+    manifest = write_release(config, chunk_size=max(1, args.n // 4))
+    print(release_summary(manifest))
+    uris = pq.read_table(manifest, columns=["uri"])["uri"].to_pylist()
+    print("\nthe first files, read back through the survey readers:\n")
+    return cmd_read(argparse.Namespace(sources=uris[: args.show]))
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="manifest.parquet of a release")
+    parser.add_argument("--out", default="spectra.png", help="PNG path")
+    parser.add_argument("--min-snr", type=float, default=15.0, help="prefer spectra above this")
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="directory for the release (default: a temp dir)")
+    parser.add_argument("--templates", help="Redrock templates (default: $RAYSURVEY_TEMPLATES)")
+    parser.add_argument("--n", type=int, default=220, help="number of spectra")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--show", type=int, default=11, help="files to read back and list")
 
 
 COMMANDS: dict[
@@ -60,7 +189,11 @@ COMMANDS: dict[
         lambda p: p.add_argument("sources", nargs="+", help="paths or URIs (s3://...)"),
     ),
     "readers": (cmd_readers, lambda p: None),
-    "demo": (cmd_demo, lambda p: p.add_argument("--out", help="directory for the example files")),
+    "examples": (cmd_examples, lambda p: p.add_argument("--out", help="directory for the files")),
+    "synth": (cmd_synth, add_synth_arguments),
+    "release-summary": (cmd_release_summary, lambda p: p.add_argument("manifest")),
+    "plot-spectra": (cmd_plot_spectra, _plot_arguments),
+    "demo": (cmd_demo, _demo_arguments),
 }
 
 

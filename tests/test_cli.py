@@ -9,8 +9,8 @@ from raysurvey.cli import main
 from raysurvey.io.examples import EXAMPLE_BUILDERS
 
 
-def test_demo_prints_a_row_per_example_file(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_examples_prints_a_row_per_example_file(tmp_path, capsys) -> None:
+    assert main(["examples", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "12 read, 0 failed" in out
     for layout in ("lamost_dr1", "lamost_image", "lamost_table", "sdss_spec", "sdss_spspec"):

@@ -1,0 +1,215 @@
+"""FITS writers for synthetic spectra in the surveys' own layouts.
+
+The layouts are the ones the readers accept (docs/formats.md): LAMOST DR2-DR8 5 x N
+image, LAMOST DR9+ header-only primary plus one-row COADD table, SDSS spec-lite with
+COADD, SPECOBJ (SDSS-I/II, lower-case columns, string SPECOBJID) or SPALL (upper-case
+columns, int64 ids) and SPZLINE. Headers carry the keywords real files carry, with
+the observing block of ``raysurvey.io.examples`` so file sizes and parse costs are
+realistic. Bytes are assembled by ``fitsbytes`` from astropy-rendered cards and
+astropy-built table headers. Output is deterministic: no timestamps, gzip mtime 0.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+
+import numpy as np
+
+from raysurvey.io.examples import LAMOST_OBSERVING_CARDS
+from raysurvey.synth.fitsbytes import (
+    Card,
+    bintable,
+    primary_header_only,
+    primary_image,
+    render_cards,
+    render_static,
+)
+from raysurvey.synth.observe import ObservedSpectrum
+
+LAMOST_LAYOUTS = ("lamost_image", "lamost_table")
+SDSS_HDUS = ("SPECOBJ", "SPALL")
+_WCS_KEYS = {"CRVAL1", "CD1_1", "CRPIX1", "CTYPE1", "DC-FLAG"}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Pipeline labels and ids written into a file (what the survey would publish)."""
+
+    survey_class: str
+    subclass: str | None
+    z: float
+    z_err: float
+    zwarning: int
+    ra: float
+    dec: float
+    obsid: int | None = None
+    specobjid: int | None = None
+    plate: int = 0
+    mjd: int = 0
+    fiberid: int = 0
+    spid: int = 1
+    planid: str = ""
+    run2d: str = ""
+    data_release: str = ""
+
+
+def _finish(data: bytes, gzipped: bool) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0) if gzipped else data
+
+
+def _lamost_cards(spec: ObservedSpectrum, labels: Labels, row_names: str | None) -> str:
+    name = f"spec-{labels.mjd}-{labels.planid}_sp{labels.spid:02d}-{labels.fiberid:03d}.fits"
+    cards: list[Card] = [
+        ("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
+        ("ORIGIN", "NAOC-LAMOST", "Organization responsible for creating this file"),
+    ]
+    if row_names:
+        cards.append(("EXTEN0", row_names, "Rows of the image"))
+    cards += [
+        ("FILENAME", name, "File name"),
+        ("OBSID", labels.obsid, "Unique number ID of this spectrum"),
+        ("DATA_V", labels.data_release, "Data version"),
+        ("LMJD", labels.mjd, "Local Modified Julian Day"),
+        ("MJD", labels.mjd, "Modified Julian Day"),
+        ("PLANID", labels.planid, "Plan ID in use"),
+        ("SPID", labels.spid, "Spectrograph ID"),
+        ("FIBERID", labels.fiberid, "Fiber ID of Object"),
+        ("DESIG", _designation(labels.ra, labels.dec), "Designation of LAMOST target"),
+        ("RA", round(labels.ra, 6), "Right ascension of object (deg)"),
+        ("DEC", round(labels.dec, 6), "Declination of object (deg)"),
+        ("RA_OBS", round(labels.ra, 6), "Right ascension of fiber (deg)"),
+        ("DEC_OBS", round(labels.dec, 6), "Declination of fiber (deg)"),
+        ("CLASS", labels.survey_class, "Class of object"),
+        ("SUBCLASS", labels.subclass or "Non", "Subclass of object"),
+        ("Z", round(labels.z, 8), "Redshift of object"),
+        ("Z_ERR", round(labels.z_err, 8), "Redshift error of object"),
+        ("ZFLAG", "LASP", "Which method computes the redshift"),
+        ("VERSPIPE", "v2.9.7", "Version of Pipeline"),
+    ]
+    for band, value in spec.snr.items():
+        cards.append((f"SNR{band.upper()}", round(value, 2), f"Signal to noise ratio of {band}"))
+    cards += [
+        ("COEFF0", round(float(spec.loglam[0]), 8), "Central wavelength (log10) of first pixel"),
+        ("COEFF1", 1e-4, "Log10 dispersion per pixel"),
+        ("CRVAL1", round(float(spec.loglam[0]), 8), "Central wavelength (log10) of first pixel"),
+        ("CD1_1", 1e-4, "Log10 dispersion per pixel"),
+        ("CRPIX1", 1, "Starting pixel (1-indexed)"),
+        ("CTYPE1", "LINEAR", ""),
+        ("DC-FLAG", 1, "Log-linear flag"),
+        ("VACUUM", True, "Wavelengths are in vacuum"),
+    ]
+    static = tuple(c for c in LAMOST_OBSERVING_CARDS if c[0] not in _WCS_KEYS)
+    return render_cards(cards) + render_static(static)
+
+
+def _designation(ra: float, dec: float) -> str:
+    hours = ra / 15.0
+    h, m = int(hours), int((hours % 1) * 60)
+    s = ((hours * 60) % 1) * 60
+    sign = "+" if dec >= 0 else "-"
+    d_abs = abs(dec)
+    d, dm = int(d_abs), int((d_abs % 1) * 60)
+    ds = ((d_abs * 60) % 1) * 60
+    return f"LAMOST J{h:02d}{m:02d}{s:05.2f}{sign}{d:02d}{dm:02d}{ds:04.1f}"
+
+
+def write_lamost(spec: ObservedSpectrum, labels: Labels, layout: str, gzipped: bool) -> bytes:
+    """A LAMOST file: DR2-DR8 image (``lamost_image``) or DR9+ table (``lamost_table``)."""
+    wave = spec.wavelength.astype(np.float32)
+    rows = [
+        spec.flux,
+        spec.ivar,
+        wave,
+        spec.andmask.astype(np.float32),
+        spec.ormask.astype(np.float32),
+    ]
+    if layout == "lamost_image":
+        body = _lamost_cards(spec, labels, "Flux Inverse Wavelength Andmask Ormask")
+        return _finish(primary_image(body, np.vstack(rows)), gzipped)
+    if layout != "lamost_table":
+        raise ValueError(f"LAMOST layout must be one of {LAMOST_LAYOUTS}, not {layout!r}")
+    n = spec.flux.size
+    continuum = np.convolve(np.pad(spec.flux, 50, mode="edge"), np.ones(101) / 101, "valid")
+    normalization = np.where(continuum > 0, spec.flux / np.maximum(continuum, 1e-30), 0)
+    names = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK", "NORMALIZATION")
+    columns = [
+        (name, f"{n}E", np.asarray(arr, np.float32).reshape(1, -1))
+        for name, arr in zip(names, [*rows, normalization], strict=True)
+    ]
+    primary = primary_header_only(_lamost_cards(spec, labels, None))
+    return _finish(primary + bintable("COADD", columns, 1), gzipped)
+
+
+def write_sdss(spec: ObservedSpectrum, labels: Labels, metadata_hdu: str, gzipped: bool) -> bytes:
+    """An SDSS spec-lite file: COADD + SPECOBJ (legacy) or SPALL (BOSS/SDSS-V) + SPZLINE."""
+    if metadata_hdu not in SDSS_HDUS:
+        raise ValueError(f"metadata HDU must be one of {SDSS_HDUS}, not {metadata_hdu!r}")
+    legacy = metadata_hdu == "SPECOBJ"
+    n = spec.flux.size
+    names = ["flux", "loglam", "ivar", "and_mask", "or_mask", "wdisp", "sky", "model"]
+    arrays = [
+        spec.flux,
+        spec.loglam.astype(np.float32),
+        spec.ivar,
+        spec.andmask,
+        spec.ormask,
+        np.full(n, 1.05, np.float32),
+        spec.sky,
+        spec.flux,
+    ]
+    if not legacy:
+        names = [name.upper() for name in names] + ["WRESL"]
+        arrays.append((spec.wavelength / 2000.0).astype(np.float32))
+    coadd = [
+        (name, "J" if "mask" in name.lower() else "E", arr)
+        for name, arr in zip(names, arrays, strict=True)
+    ]
+    sn = np.array([spec.snr[b] for b in "ugriz"], np.float32).reshape(1, 5)
+    meta = [
+        ("PLATE" if legacy else "FIELD", "J", [labels.plate]),
+        ("MJD", "J", [labels.mjd]),
+        ("FIBERID", "J", [labels.fiberid]),
+        ("SPECOBJID", "19A", [str(labels.specobjid)])
+        if legacy
+        else ("SPECOBJID", "K", [labels.specobjid]),
+        ("RUN2D", "8A", [labels.run2d]),
+        ("PLUG_RA", "D", [labels.ra]),
+        ("PLUG_DEC", "D", [labels.dec]),
+        ("CLASS", "6A", [labels.survey_class]),
+        ("SUBCLASS", "21A", [labels.subclass or ""]),
+        ("Z", "E", [labels.z]),
+        ("Z_ERR", "E", [labels.z_err]),
+        ("ZWARNING", "J", [labels.zwarning]),
+        ("SN_MEDIAN", "5E", sn),
+        ("SN_MEDIAN_ALL", "E", [float(np.median(sn))]),
+    ]
+    zline = [
+        ("LINENAME", "13A", ["H_alpha", "H_beta"]),
+        ("LINEWAVE", "D", [6564.61, 4862.68]),
+        ("LINEZ", "E", [labels.z, labels.z]),
+    ]
+    body = render_cards(
+        [
+            ("TELESCOP", "SDSS 2.5-M", "Sloan Digital Sky Survey"),
+            ("PLATEID", labels.plate, "Current plate"),
+            ("MJD", labels.mjd, "MJD of observation"),
+            ("RUN2D", labels.run2d, "Spectro-2D reduction name"),
+            ("PLUG_RA", round(labels.ra, 6), "RA of Target"),
+            ("PLUG_DEC", round(labels.dec, 6), "DEC of Target"),
+            (
+                "COEFF0",
+                round(float(spec.loglam[0]), 8),
+                "Central wavelength (log10) of first pixel",
+            ),
+            ("COEFF1", 1e-4, "Log10 dispersion per pixel"),
+            ("VACUUM", True, "Wavelengths are in vacuum"),
+        ]
+    )
+    data = (
+        primary_header_only(body)
+        + bintable("COADD", coadd, n)
+        + bintable(metadata_hdu, meta, 1)
+        + bintable("SPZLINE", zline, 2)
+    )
+    return _finish(data, gzipped)
