@@ -70,3 +70,32 @@ def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     fs.mkdir(name)
     s3fs.S3FileSystem.clear_instance_cache()
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def templates_dir() -> str:
+    """Redrock templates from $RAYSURVEY_TEMPLATES, else ../shared/templates/redrock.
+
+    Skips, saying why, when neither exists: never a silent fallback to another source.
+    """
+    candidates = [
+        os.environ.get("RAYSURVEY_TEMPLATES"),
+        str(REPO_ROOT.parent / "shared/templates/redrock"),
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "rrtemplate-star-G.fits").exists():
+            return candidate
+    pytest.skip(
+        "no Redrock templates: set RAYSURVEY_TEMPLATES or place them at ../shared/templates/redrock"
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray instance per test session (2 CPUs, loopback, no dashboard needed)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -180,7 +180,9 @@ def identifiers(config: SynthConfig, p: Plan) -> dict:
             "mjd": lmjd,
             "path": posixpath.join("lamost", planid, name),
         }
-    plate = 1000 + (seed % 7) * 2000 + index // 1000
+    # Plates below 8192 keep specObjID inside int64 (SPALL stores it as K); with the MJD
+    # cycling on a different period, (plate, mjd, fiber) stays unique up to 10 M spectra.
+    plate = 1000 + (seed % 5) * 1000 + (index // 1000) % 2000
     fiber, mjd = index % 1000 + 1, 55000 + (index // 1000) % 5000
     run2d = "26" if p.layout == "SPECOBJ" else "v5_13_2"
     return {
@@ -337,8 +339,8 @@ class ManifestWriter:
 class Progress:
     """One line per update on stderr: done / total, rate, ETA."""
 
-    def __init__(self, total: int, label: str = "spectra", stream=sys.stderr):
-        self.total, self.label, self.stream = total, label, stream
+    def __init__(self, total: int, label: str = "spectra", stream=None):
+        self.total, self.label, self._stream = total, label, stream
         self.start = time.perf_counter()
 
     def update(self, done: int) -> None:
@@ -347,7 +349,7 @@ class Progress:
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         print(
             f"  {done}/{self.total} {self.label} ({rate:.0f}/s, ETA {_duration(eta)})",
-            file=self.stream,
+            file=self._stream or sys.stderr,
             flush=True,
         )
 

@@ -170,7 +170,7 @@ def write_sdss(spec: ObservedSpectrum, labels: Labels, metadata_hdu: str, gzippe
         ("PLATE" if legacy else "FIELD", "J", [labels.plate]),
         ("MJD", "J", [labels.mjd]),
         ("FIBERID", "J", [labels.fiberid]),
-        ("SPECOBJID", "19A", [str(labels.specobjid)])
+        ("SPECOBJID", "20A", [str(labels.specobjid)])
         if legacy
         else ("SPECOBJID", "K", [labels.specobjid]),
         ("RUN2D", "8A", [labels.run2d]),

@@ -1,0 +1,105 @@
+"""Generation at scale: bounded memory, the Ray job, and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from raysurvey.cli import main
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from raysurvey.synth import SynthConfig, write_release
+config = SynthConfig(n=int(sys.argv[1]), out=sys.argv[2], templates=sys.argv[3],
+                     survey="lamost", lamost_layout="image", seed=1)
+write_release(config, chunk_size=500, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_kib(n: int, out: str, templates: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), out, templates],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_generator_memory_is_flat_in_release_size(tmp_path, templates_dir) -> None:
+    """5k and 20k spectra: peak RSS of the generator process within 40 MiB of each other."""
+    small = peak_rss_kib(5000, str(tmp_path / "small"), templates_dir)
+    large = peak_rss_kib(20000, str(tmp_path / "large"), templates_dir)
+    assert pq.read_metadata(tmp_path / "large/manifest.parquet").num_rows == 20000
+    print(f"peak RSS: 5k {small / 1024:.0f} MiB, 20k {large / 1024:.0f} MiB")
+    assert large - small < 40 * 1024, (small, large)
+
+
+def test_ray_job_writes_the_same_release(tmp_path, templates_dir, ray_cluster) -> None:
+    sys.path.insert(0, "jobs")
+    try:
+        import make_release
+    finally:
+        sys.path.pop(0)
+    common = ["--n", "24", "--templates", templates_dir, "--seed", "8", "--survey", "mixed"]
+    assert make_release.main([*common, "--out", str(tmp_path / "ray"), "--chunk-size", "5"]) == 0
+    assert main(["synth", *common, "--out", str(tmp_path / "local"), "--chunk-size", "24"]) == 0
+    ray_rows = pq.read_table(tmp_path / "ray/manifest.parquet").to_pylist()
+    local_rows = pq.read_table(tmp_path / "local/manifest.parquet").to_pylist()
+    assert len(ray_rows) == 24
+    for a, b in zip(ray_rows, local_rows, strict=True):
+        rel_a = a.pop("uri").split("/ray/", 1)[1]
+        rel_b = b.pop("uri").split("/local/", 1)[1]
+        assert rel_a == rel_b and a == b
+        assert (tmp_path / "ray" / rel_a).read_bytes() == (tmp_path / "local" / rel_b).read_bytes()
+
+
+def test_synth_cli_prints_summary_and_progress(tmp_path, templates_dir, capsys) -> None:
+    args = ["synth", "--n", "22", "--out", str(tmp_path), "--templates", templates_dir]
+    assert (
+        main([*args, "--mix", "balanced", "--classes", "stellar8", "GALAXY", "--chunk-size", "11"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "22/22 spectra" in captured.err and "Redrock templates" in captured.err
+    assert "22 spectra" in captured.out and "S/N_r per pixel" in captured.out
+    rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+    assert {r["true_class"] for r in rows} == {"STAR", "GALAXY"}
+
+
+def test_synth_without_templates_says_so(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("RAYSURVEY_TEMPLATES", raising=False)
+    assert main(["synth", "--n", "3", "--out", str(tmp_path)]) == 0
+    assert "built-in physical model" in capsys.readouterr().err
+
+
+def test_plot_spectra_writes_a_png(tmp_path, templates_dir) -> None:
+    main(
+        [
+            "synth",
+            "--n",
+            "11",
+            "--out",
+            str(tmp_path),
+            "--templates",
+            templates_dir,
+            "--mix",
+            "balanced",
+        ]
+    )
+    png = tmp_path / "sheet.png"
+    assert main(["plot-spectra", str(tmp_path / "manifest.parquet"), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
+
+
+def test_demo_generates_a_release_and_reads_it_back(tmp_path, templates_dir, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--templates", templates_dir, "--n", "22"]) == 0
+    text = capsys.readouterr().out
+    assert "22 spectra" in text and "11 read, 0 failed" in text
