@@ -4,6 +4,8 @@
 
 PYTHON ?= python3
 VENV ?= .venv
+# Real-data-derived spectral templates (read from here, never copied into the project).
+TEMPLATES ?= $(firstword $(RAYSURVEY_TEMPLATES) $(wildcard ../shared/templates/redrock))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -24,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest --durations=15
 
 demo: install
-	$(BIN)/raysurvey demo
+	$(BIN)/raysurvey demo --out .cache/demo-release $(if $(TEMPLATES),--templates $(TEMPLATES),)
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,6 +38,7 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_io.py
+	$(BIN)/python benchmarks/bench_synth.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -58,7 +58,8 @@ def _finish(data: bytes, gzipped: bool) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0) if gzipped else data
 
 
-def _lamost_cards(spec: ObservedSpectrum, labels: Labels, row_names: str | None) -> str:
+def lamost_card_list(spec: ObservedSpectrum, labels: Labels, row_names: str | None) -> list[Card]:
+    """Every primary-header card of a LAMOST file, in order."""
     name = f"spec-{labels.mjd}-{labels.planid}_sp{labels.spid:02d}-{labels.fiberid:03d}.fits"
     cards: list[Card] = [
         ("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
@@ -99,8 +100,15 @@ def _lamost_cards(spec: ObservedSpectrum, labels: Labels, row_names: str | None)
         ("DC-FLAG", 1, "Log-linear flag"),
         ("VACUUM", True, "Wavelengths are in vacuum"),
     ]
-    static = tuple(c for c in LAMOST_OBSERVING_CARDS if c[0] not in _WCS_KEYS)
-    return render_cards(cards) + render_static(static)
+    return cards + list(_STATIC_CARDS)
+
+
+_STATIC_CARDS = tuple(c for c in LAMOST_OBSERVING_CARDS if c[0] not in _WCS_KEYS)
+
+
+def _lamost_cards(spec: ObservedSpectrum, labels: Labels, row_names: str | None) -> str:
+    dynamic = lamost_card_list(spec, labels, row_names)[: -len(_STATIC_CARDS)]
+    return render_cards(dynamic) + render_static(_STATIC_CARDS)
 
 
 def _designation(ra: float, dec: float) -> str:
