@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from raysurvey.data.decode import DecodeOptions, decode_uris
 from raysurvey.data.features import ComputeModalities, check_modalities
@@ -139,7 +140,10 @@ def build_dataset(
     config = config or PipelineConfig()
     if columns is not None:
         columns = list(dict.fromkeys(["uri", "survey", *columns]))
-    ds = ray.data.read_parquet(manifest_uri, columns=columns)
+    local = "://" not in manifest_uri or manifest_uri.startswith("file://")
+    filesystem = pafs.LocalFileSystem() if local else None  # skips a slow fs probe
+    path = manifest_uri.removeprefix("file://") if local else manifest_uri
+    ds = ray.data.read_parquet(path, columns=columns, filesystem=filesystem)
     if limit is not None:
         ds = ds.limit(limit)
     # A manifest file is one block; small blocks are what spread decoding over tasks.

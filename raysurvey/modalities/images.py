@@ -27,7 +27,7 @@ import numpy as np
 from raysurvey.modalities.batch import FLUX, fill_gaps
 from raysurvey.modalities.raster import (
     autoscale,
-    blend,
+    blend_strokes,
     data_to_pixels,
     paint,
     polyline_coverage,
@@ -84,19 +84,20 @@ def overlap(batch: dict[str, np.ndarray], size: int = IMAGE_SIZE) -> np.ndarray:
     chunks = np.array_split(np.arange(flux.shape[1]), 3)
     lo, hi = autoscale(flux)  # the shared y axis spans every chunk
     x_lo, x_hi = autoscale(np.array([[0.0, 1.0]]))
-    planes = np.full((3, flux.shape[0], size, size), 255.0, dtype=np.float32)
-    for chunk, colour in zip(chunks, OVERLAP_COLOURS, strict=True):
+    coverages = []
+    for chunk in chunks:
         w = wavelength[chunk]
         x = (w - w.min()) / (w.max() - w.min())
-        coverage = polyline_coverage(
-            data_to_pixels(x, float(x_lo[0]), float(x_hi[0]), size, flip=False),
-            data_to_pixels(flux[:, chunk], lo, hi, size, flip=True),
-            size,
-            size,
-            _points_to_pixels(SIMPLE_WIDTH_PT, DPI),
+        coverages.append(
+            polyline_coverage(
+                data_to_pixels(x, float(x_lo[0]), float(x_hi[0]), size, flip=False),
+                data_to_pixels(flux[:, chunk], lo, hi, size, flip=True),
+                size,
+                size,
+                _points_to_pixels(SIMPLE_WIDTH_PT, DPI),
+            ).reshape(-1)
         )
-        blend(planes, coverage, colour, OVERLAP_ALPHA)
-    return _to_uint8(np.moveaxis(planes, 0, -1))
+    return blend_strokes(coverages, OVERLAP_COLOURS, OVERLAP_ALPHA, (flux.shape[0], size, size))
 
 
 @register("line512", description="audio-fusion black line plot, 512 px resized to 224, uint8")

@@ -64,13 +64,14 @@ def blocks_per_side(size: int = IMAGE_SIZE, block: int = BLOCK) -> int:
     return size // block
 
 
-def block_values(flux: np.ndarray, size: int = IMAGE_SIZE, block: int = BLOCK) -> np.ndarray:
-    """Flux laid row-major into the [B, n, n] block grid, zero where unfilled."""
-    n = blocks_per_side(size, block)
-    values = np.zeros((flux.shape[0], n * n), dtype=np.float64)
-    m = min(flux.shape[1], n * n)
-    values[:, :m] = flux[:, :m]
-    return values.reshape(-1, n, n)
+@lru_cache(maxsize=4)
+def pixel_cells(size: int = IMAGE_SIZE, block: int = BLOCK) -> np.ndarray:
+    """For every pixel (row-major), its block index; n * n (one past the last) on the border."""
+    n = size // block
+    rows = np.arange(size) // block
+    cell = rows[:, None] * n + rows[None, :]
+    border = (rows[:, None] >= n) | (rows[None, :] >= n)
+    return np.where(border, n * n, cell).ravel()
 
 
 def expand_blocks(cells: np.ndarray, fill: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -136,15 +137,14 @@ def map2d(
     flux = fill_gaps(batch[FLUX])
     if variant == "normalised":
         return _normalised(flux)
-    lut = colormap_lut()
     ranges = _ranges(batch, variant, vmin, vmax)
-    cells = block_values(flux)
-    lo, hi = ranges[:, 0, None, None], ranges[:, 1, None, None]
-    zero_index = colormap_index(0.0, ranges[:, 0], ranges[:, 1])
-    images = expand_blocks(lut[colormap_index(cells, lo, hi)], lut[zero_index[0]])
-    if np.unique(zero_index).size > 1:  # mixed ranges: the border colour differs per row
-        for row, z in enumerate(zero_index):
-            n = cells.shape[1] * BLOCK
-            images[row, n:, :] = lut[z]
-            images[row, :, n:] = lut[z]
-    return images
+    n = blocks_per_side()
+    values = np.zeros((flux.shape[0], n * n + 1), dtype=np.float64)  # + the border's 0
+    m = min(flux.shape[1], n * n)
+    values[:, :m] = flux[:, :m]
+    index = colormap_index(values, ranges[:, :1], ranges[:, 1:]).astype(np.uint8)
+    lut = np.zeros((256, 4), dtype=np.uint8)  # RGB + pad: one uint32 per colour
+    lut[:, :3] = colormap_lut()
+    packed = np.take(lut.view(np.uint32).ravel(), np.take(index, pixel_cells(), axis=1))
+    rgba = packed.view(np.uint8).reshape(flux.shape[0], IMAGE_SIZE, IMAGE_SIZE, 4)
+    return np.ascontiguousarray(rgba[..., :3])

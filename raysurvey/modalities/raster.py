@@ -162,11 +162,39 @@ def paint(coverage: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(packed.view(np.uint8).reshape(*index.shape, 4)[..., :3])
 
 
-def blend(
-    planes: np.ndarray, coverage: np.ndarray, rgb: tuple[int, int, int], alpha: float
-) -> None:
-    """Composite a stroke over float [3, B, H, W] colour planes in place (Agg's 'over')."""
-    a = alpha * coverage
-    for channel, value in enumerate(rgb):
-        plane = planes[channel]
-        plane += a * (np.float32(value) - plane)
+#: Coverage levels per stroke in the blending table (error <= alpha * 255 / 62 levels).
+BLEND_LEVELS = 32
+
+
+@lru_cache(maxsize=8)
+def _blend_table(colours: tuple[tuple[int, int, int], ...], alpha: float) -> np.ndarray:
+    """uint32-packed RGB of every combination of quantised stroke coverages."""
+    levels = np.arange(BLEND_LEVELS, dtype=np.float64) / (BLEND_LEVELS - 1)
+    grids = np.meshgrid(*([levels] * len(colours)), indexing="ij")
+    rgb = np.full(grids[0].shape + (3,), 255.0)
+    for coverage, colour in zip(grids, colours, strict=True):
+        a = alpha * coverage[..., None]
+        rgb += a * (np.asarray(colour, dtype=np.float64) - rgb)
+    table = np.zeros((rgb[..., 0].size, 4), dtype=np.uint8)
+    table[:, :3] = np.clip(np.rint(rgb.reshape(-1, 3)), 0, 255)
+    return table.view(np.uint32).ravel()
+
+
+def blend_strokes(
+    coverages: list[np.ndarray],
+    colours: tuple[tuple[int, int, int], ...],
+    alpha: float,
+    shape: tuple[int, int, int],
+) -> np.ndarray:
+    """Composite strokes over white in order (Agg's 'over'), as uint8 RGB ``shape + (3,)``.
+
+    Coverages are quantised to ``BLEND_LEVELS`` levels and looked up in a table of
+    every combination, so blending costs one gather per pixel.
+    """
+    bits = int(np.log2(BLEND_LEVELS))
+    index = np.zeros(int(np.prod(shape)), dtype=np.int32)
+    for coverage in coverages:
+        index <<= bits
+        index |= (coverage * (BLEND_LEVELS - 1) + 0.5).astype(np.int32)
+    packed = np.take(_blend_table(tuple(colours), float(alpha)), index)
+    return np.ascontiguousarray(packed.view(np.uint8).reshape(*shape, 4)[..., :3])
