@@ -144,6 +144,33 @@ def cmd_plot_spectra(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot_modalities(args: argparse.Namespace) -> int:
+    """Draw every modality of a few spectra of a release to a PNG sheet (to look at them)."""
+    from raysurvey.data.features import parse_options
+    from raysurvey.modalities.sheet import SHEET_MODALITIES, plot_modalities
+
+    names = args.modalities.split(",") if args.modalities else list(SHEET_MODALITIES)
+    path = plot_modalities(
+        args.manifest, args.out, n=args.n, modalities=names, options=parse_options(args.option)
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _plot_modalities_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="manifest.parquet of a release")
+    parser.add_argument("--out", default="modalities.png", help="PNG path")
+    parser.add_argument("--n", type=int, default=6, help="spectra (one per class first)")
+    parser.add_argument("--modalities", help="comma-separated (default: all single modalities)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME.OPTION=VALUE",
+        help="modality option, e.g. map2d.variant=spectromer (repeatable)",
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a small mixed release, summarise it, and read a few files back."""
     import pyarrow.parquet as pq
@@ -193,6 +220,7 @@ COMMANDS: dict[
     "synth": (cmd_synth, add_synth_arguments),
     "release-summary": (cmd_release_summary, lambda p: p.add_argument("manifest")),
     "plot-spectra": (cmd_plot_spectra, _plot_arguments),
+    "plot-modalities": (cmd_plot_modalities, _plot_modalities_arguments),
     "demo": (cmd_demo, _demo_arguments),
 }
 

@@ -135,3 +135,20 @@ def test_build_features_writes_one_row_per_spectrum_with_null_errors(
         build_features.main(argv)
     assert build_features.main([*argv, "--overwrite", "--limit", "10"]) == 0
     assert pq.read_table(out).num_rows == 10
+
+
+def test_plot_modalities_writes_a_sheet(damaged_release, tmp_path, capsys):
+    from PIL import Image
+
+    from raysurvey.cli import main
+
+    manifest, _ = damaged_release
+    out = tmp_path / "sheet.png"
+    argv = ["plot-modalities", manifest, "--out", str(out), "--n", "3"]
+    assert (
+        main([*argv, "--modalities", "flux1d,map2d,mel", "--option", "map2d.variant=normalised"])
+        == 0
+    )
+    assert f"wrote {out}" in capsys.readouterr().out
+    width, height = Image.open(out).size
+    assert width == height > 400  # 3 rows x 3 columns of square panels
