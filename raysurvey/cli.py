@@ -194,6 +194,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_read(argparse.Namespace(sources=uris[: args.show]))
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the registered models: parameters (default config) and the modalities read."""
+    import torch
+
+    from raysurvey.models import create_model, list_models
+
+    print(f"{'model':<14} {'parameters':>12}  reads")
+    for name in list_models():
+        with torch.device("meta"):  # no memory, no init: counts only
+            model = create_model(name)
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{name:<14} {n:>12,}  {', '.join(model.modalities)}")
+    return 0
+
+
+def cmd_bundle_info(args: argparse.Namespace) -> int:
+    """Describe a model bundle (local path or URI) without loading its weights."""
+    from raysurvey.models.bundle import read_manifest
+
+    m = read_manifest(args.uri)
+    print(f"bundle   {args.uri}")
+    print(f"model    {m['model_name']} ({m['parameters']:,} parameters), version {m['version']}")
+    print(f"task     {m['task']}; labels: {', '.join(m['labels'])}")
+    for name, options in m["modalities"].items():
+        text = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+        print(f"reads    {name} ({text})")
+    print(f"created  {m['created_at']} by raysurvey {m['raysurvey_version']}")
+    for key, value in m.get("metadata", {}).items():
+        print(f"meta     {key}: {value}")
+    return 0
+
+
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="manifest.parquet of a release")
     parser.add_argument("--out", default="spectra.png", help="PNG path")
@@ -222,6 +254,8 @@ COMMANDS: dict[
     "plot-spectra": (cmd_plot_spectra, _plot_arguments),
     "plot-modalities": (cmd_plot_modalities, _plot_modalities_arguments),
     "demo": (cmd_demo, _demo_arguments),
+    "models": (cmd_models, lambda p: None),
+    "bundle-info": (cmd_bundle_info, lambda p: p.add_argument("uri", help="bundle dir or URI")),
 }
 
 
