@@ -6,7 +6,7 @@ the pure functions its stages run (testable without Ray).
 
 from raysurvey.data.decode import STATUS_ERROR, STATUS_OK, DecodeOptions, decode_uris
 from raysurvey.data.features import ComputeModalities, output_columns
-from raysurvey.data.pipeline import PipelineConfig, build_dataset
+from raysurvey.data.pipeline import PipelineConfig, add_modalities, build_dataset
 
 __all__ = [
     "STATUS_ERROR",
@@ -14,6 +14,7 @@ __all__ = [
     "ComputeModalities",
     "DecodeOptions",
     "PipelineConfig",
+    "add_modalities",
     "build_dataset",
     "decode_uris",
     "output_columns",

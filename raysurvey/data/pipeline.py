@@ -98,6 +98,16 @@ class ModalityStage(ComputeModalities):
         return with_columns(table, computed)
 
 
+def manifest_blocks(table: pa.Table, rows_per_block: int):
+    """A Ray Dataset of manifest rows in blocks of ``rows_per_block`` (no shuffle task)."""
+    import ray.data
+
+    step = max(1, rows_per_block)
+    return ray.data.from_arrow(
+        [table.slice(i, step) for i in range(0, table.num_rows, step)] or [table]
+    )
+
+
 def build_dataset(
     manifest_uri: str,
     modalities: Sequence[str],
@@ -146,8 +156,32 @@ def build_dataset(
     ds = ray.data.read_parquet(path, columns=columns, filesystem=filesystem)
     if limit is not None:
         ds = ds.limit(limit)
-    # A manifest file is one block; small blocks are what spread decoding over tasks.
-    ds = ds.repartition(target_num_rows_per_block=config.decode_batch_size)
+    return add_modalities(ds, names, options, keep_flux=keep_flux, config=config)
+
+
+def add_modalities(
+    ds,
+    modalities: Sequence[str],
+    options: Mapping[str, Mapping] | None = None,
+    *,
+    keep_flux: bool = False,
+    config: PipelineConfig | None = None,
+    repartition: bool = True,
+):
+    """Decode and compute ``modalities`` for a Ray Dataset of manifest rows.
+
+    ``build_dataset`` reads a manifest and calls this; training calls it on its split
+    (and class-balanced) manifest rows, already cut into small blocks
+    (``manifest_blocks``), with ``repartition=False``: a repartition task asks for a
+    whole CPU, which a cluster shared with training workers may not have free.
+    """
+    import ray.data
+
+    names = check_modalities(modalities)
+    config = config or PipelineConfig()
+    if repartition:
+        # A manifest file is one block; small blocks are what spread decoding over tasks.
+        ds = ds.repartition(target_num_rows_per_block=config.decode_batch_size)
     ds = ds.map_batches(
         decode_table,
         fn_kwargs={"options": config.decode},

@@ -85,11 +85,12 @@ def example_inputs(model: nn.Module, n: int, seed: int = 0) -> dict[str, torch.T
 
 
 def run_model(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Call any registered model on a dict of model tensors keyed by modality."""
-    modalities = model.modalities
+    """Call any registered model (or its DDP wrapper) on model tensors keyed by modality."""
+    inner = model.module if isinstance(getattr(model, "module", None), nn.Module) else model
+    modalities = inner.modalities
     for name in modalities:
         if name not in inputs:
             raise MissingModalityError(name, inputs.keys())
-    if getattr(model, "takes_dict", False):
+    if getattr(inner, "takes_dict", False):
         return model(inputs)
     return model(inputs[modalities[0]])

@@ -1,0 +1,188 @@
+"""Evaluate a bundle on a release: the papers' metrics, tables and figures.
+
+Reads the bundle's split of the manifest (by default the test split of the seed it was
+trained with, so the figures are held-out ones), streams it through the pipeline with
+the modality options the bundle records, and writes to ``out``:
+
+- ``metrics.json``: top-level ``accuracy``, ``macro_f1``, ``per_class`` (precision,
+  recall, F1, support), ``confusion_matrix``, ``accuracy_by_snr``, counts (rows
+  evaluated, unreadable spectra); for regression ``r2``, ``rmse`` per target and the
+  redshift catastrophic-failure rate;
+- ``confusion_matrix.png``; ``accuracy_by_snr.png`` and ``accuracy_by_snr.csv``
+  (DRC-Net's view); ``per_class.md`` (the audio-fusion paper's Table 6 layout).
+"""
+
+from __future__ import annotations
+
+import json
+
+import fsspec
+import numpy as np
+import torch
+
+from raysurvey.models import prepare_inputs, run_model
+from raysurvey.models.bundle import load_bundle
+from raysurvey.train.data import DataSpec, training_tables
+from raysurvey.train.metrics import (
+    accuracy_by_snr,
+    catastrophic_rate,
+    classification_metrics,
+    confusion_matrix,
+    regression_metrics,
+)
+from raysurvey.train.run import TRAIN_PIPELINE, build_split_dataset
+
+
+def predict_split(bundle, table, batch_size: int = 64):
+    """Model outputs for the rows of ``table`` that decode, with their label columns."""
+    modalities = tuple(bundle.modalities)
+    label_columns = ["label"] if bundle.task == "classify" else ["target", "class"]
+    ds = build_split_dataset(
+        table,
+        modalities,
+        bundle.modalities,
+        [*label_columns, "snr_i"],
+        TRAIN_PIPELINE,
+    )
+    outputs, kept, n_error = [], {k: [] for k in [*label_columns, "snr_i"]}, 0
+    with torch.no_grad():
+        for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            ok = batch["status"] == "ok"
+            n_error += int((~ok).sum())
+            if not ok.any():
+                continue
+            batch = {k: v[ok] for k, v in batch.items()}
+            x = prepare_inputs(batch, modalities)
+            outputs.append(run_model(bundle.model, x).float().numpy())
+            for k in kept:
+                kept[k].append(batch[k])
+    out = np.concatenate(outputs) if outputs else np.zeros((0, len(bundle.labels)))
+    return out, {k: np.concatenate(v) if v else np.array([]) for k, v in kept.items()}, n_error
+
+
+def evaluate(
+    bundle_uri: str,
+    manifest: str,
+    out: str,
+    split: str = "test",
+    min_snr: float | None = None,
+) -> dict:
+    """Score a bundle on ``split`` of ``manifest`` and write the report to ``out``.
+
+    ``min_snr``: the S/N cut (default: the one the bundle was trained with; pass 0 to
+    score every S/N, e.g. for the accuracy-per-S/N table).
+    """
+    bundle = load_bundle(bundle_uri)
+    meta = bundle.metadata
+    if min_snr is None:
+        min_snr = meta.get("min_snr")
+    data = training_tables(
+        DataSpec(
+            manifest=manifest,
+            labels=meta.get("label_set", "class3" if "STAR" in bundle.labels else "stellar8"),
+            task=bundle.task,
+            split_seed=int(meta.get("split_seed", 0)),
+            min_snr=min_snr or None,
+        )
+    )
+    if split == "all":
+        import pyarrow as pa
+
+        table = pa.concat_tables(data.splits.values())
+    else:
+        table = data.splits[split]
+    outputs, cols, n_error = predict_split(bundle, table)
+    result = {
+        "bundle": bundle_uri,
+        "model_name": bundle.model_name,
+        "model_version": bundle.version,
+        "manifest": manifest,
+        "split": split,
+        "min_snr": min_snr or None,
+        "n_rows": table.num_rows,
+        "n_evaluated": int(len(outputs)),
+        "n_unreadable": n_error,
+    }
+    if bundle.task == "classify":
+        y, pred = cols["label"].astype(int), outputs.argmax(axis=1)
+        cm = confusion_matrix(y, pred, len(bundle.labels))
+        result |= classification_metrics(cm, bundle.labels)
+        result["accuracy_by_snr"] = accuracy_by_snr(y, pred, cols["snr_i"])
+    else:
+        norm = bundle.target_normalisation or {"mean": 0.0, "std": 1.0}
+        pred = outputs * np.asarray(norm["std"]) + np.asarray(norm["mean"])
+        y = np.stack(cols["target"]) if len(cols["target"]) else np.zeros_like(pred)
+        result |= regression_metrics(y, pred)
+        result["targets"] = bundle.labels
+        if bundle.task == "redshift":
+            result["catastrophic_rate"] = catastrophic_rate(y[:, 0], pred[:, 0], cols["class"])
+    write_report(result, out)
+    return result
+
+
+def write_report(result: dict, out: str) -> None:
+    fs, path = fsspec.core.url_to_fs(out)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(f"{path}/metrics.json", "w") as f:
+        json.dump(result, f, indent=2)
+    if "confusion_matrix" not in result:
+        return
+    with fs.open(f"{path}/per_class.md", "w") as f:
+        f.write("| Class | Precision (%) | Recall (%) | F1-score (%) | Support |\n")
+        f.write("|---|---:|---:|---:|---:|\n")
+        for label, m in result["per_class"].items():
+            f.write(
+                f"| {label} | {100 * m['precision']:.2f} | {100 * m['recall']:.2f} | "
+                f"{100 * m['f1']:.2f} | {m['support']} |\n"
+            )
+        f.write(
+            f"| accuracy | | | {100 * result['accuracy']:.2f} | {result['n']} |\n"
+            f"| macro F1 | | | {100 * result['macro_f1']:.2f} | |\n"
+        )
+    with fs.open(f"{path}/accuracy_by_snr.csv", "w") as f:
+        f.write("snr_lo,snr_hi,n,accuracy\n")
+        for row in result["accuracy_by_snr"]:
+            acc = "" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+            f.write(f"{row['snr_lo']},{row['snr_hi']},{row['n']},{acc}\n")
+    _plots(result, fs, path)
+
+
+def _plots(result: dict, fs, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(result["confusion_matrix"])
+    labels = result["labels"]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(labels), 0.8 + 0.6 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(
+            j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black"
+        )
+    ax.set(
+        xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels
+    )
+    ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {result['accuracy']:.3f}")
+    _save(fig, fs, f"{path}/confusion_matrix.png")
+
+    rows = [r for r in result["accuracy_by_snr"] if r["n"]]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    names = [f"{r['snr_lo']:g}-{r['snr_hi']:g}" for r in rows]
+    ax.bar(names, [r["accuracy"] for r in rows], color="#1f77b4")
+    for k, r in enumerate(rows):
+        ax.text(k, r["accuracy"], f"n={r['n']}", ha="center", va="bottom", fontsize=7)
+    ax.set(xlabel="S/N (snr_i)", ylabel="accuracy", ylim=(0, 1.1))
+    _save(fig, fs, f"{path}/accuracy_by_snr.png")
+    plt.close("all")
+
+
+def _save(fig, fs, uri: str) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    with fs.open(uri, "wb") as f:
+        f.write(buf.getvalue())

@@ -1,0 +1,201 @@
+"""Driver side of a training run: split the manifest, stream each split through the
+pipeline, fit a ``TorchTrainer``, export the best checkpoint as a model bundle.
+
+The same call trains on a laptop (CPU workers sharing the cores with the pipeline's
+decode tasks and modality actors) and on GPU nodes (``use_gpu``; bf16 autocast).
+Rerunning with the same ``storage`` and ``name`` resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from raysurvey.data.pipeline import PipelineConfig, add_modalities, manifest_blocks
+from raysurvey.models import create_model
+from raysurvey.models.bundle import save_bundle
+from raysurvey.train.data import DataSpec, training_tables
+from raysurvey.train.loop import STATE_FILE, LoopConfig, train_loop
+from raysurvey.train.presets import get_preset
+
+#: The pipeline on a training cluster: train workers hold CPUs too, so decode tasks
+#: and modality actors ask for less than in a pure feature job.
+TRAIN_PIPELINE = PipelineConfig(decode_cpus=0.25, actor_cpus=0.5, max_actors=1)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    manifest: str
+    model: str
+    storage: str
+    name: str
+    labels: str = "stellar8"
+    task: str = "classify"
+    model_config: dict = field(default_factory=dict)
+    modality_options: dict = field(default_factory=dict)
+    preset: str = "audio_fusion"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    optimizer: str | None = None
+    patience: int | None = None
+    balance_to: int | None = None  # None: the preset's; 0: no balancing
+    min_snr: float | None = None
+    split_seed: int = 0
+    num_workers: int = 2
+    cpus_per_worker: float = 0.5
+    use_gpu: bool = False
+    max_failures: int = 1
+    cache_features: bool = False
+    bundle_out: str | None = None
+    pipeline: PipelineConfig = TRAIN_PIPELINE
+    fail_at_epoch: int | None = None  # test hook (see loop._maybe_fail)
+    fail_marker: str | None = None
+
+
+def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dict]:
+    """The model config, the modalities it reads and the options they need."""
+    config = {"num_classes": n_outputs} | dict(spec.model_config)
+    with torch.device("meta"):
+        model = create_model(spec.model, **config)
+    required = model.modality_options() if hasattr(model, "modality_options") else {}
+    options = {
+        m: dict(required.get(m, {})) | dict(spec.modality_options.get(m, {}))
+        for m in model.modalities
+    }
+    return config, tuple(model.modalities), options
+
+
+def build_split_dataset(table: pa.Table, modalities, options, label_columns, pipeline):
+    blocks = manifest_blocks(table, pipeline.decode_batch_size)
+    ds = add_modalities(blocks, modalities, options, config=pipeline, repartition=False)
+    # a projection (fused into the actors, no extra stage holding CPUs); unreadable
+    # spectra (status "error") are skipped by the loop
+    return ds.select_columns([*modalities, *label_columns, "status"])
+
+
+def absolute_uri(uri: str) -> str:
+    """Ray Train's storage must be absolute: a relative local path is made absolute."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def fit(spec: RunSpec) -> dict:
+    """Train, export the best checkpoint as a bundle, return a summary dict."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    spec = dataclasses.replace(spec, storage=absolute_uri(spec.storage))
+    preset = get_preset(spec.preset)
+    balance = preset.balance_to if spec.balance_to is None else (spec.balance_to or None)
+    data = training_tables(
+        DataSpec(
+            manifest=spec.manifest,
+            labels=spec.labels,
+            task=spec.task,
+            split_seed=spec.split_seed,
+            balance_to=balance,
+            min_snr=spec.min_snr,
+        )
+    )
+    model_config, modalities, options = _model_io(spec, len(data.label_names))
+    label_columns = ["label"] if spec.task == "classify" else ["target", "class"]
+    datasets = {
+        split: build_split_dataset(
+            data.splits[split], modalities, options, label_columns, spec.pipeline
+        )
+        for split in ("train", "val")
+    }
+    if spec.cache_features:
+        datasets = {k: v.materialize() for k, v in datasets.items()}
+    loop = LoopConfig(
+        model=spec.model,
+        model_config=model_config,
+        modalities=modalities,
+        task=spec.task,
+        label_names=tuple(data.label_names),
+        target_normalisation=data.target_normalisation,
+        optimizer=spec.optimizer or preset.optimizer,
+        lr=spec.lr if spec.lr is not None else preset.lr,
+        weight_decay=spec.weight_decay if spec.weight_decay is not None else preset.weight_decay,
+        batch_size=spec.batch_size or preset.batch_size,
+        epochs=spec.epochs or preset.epochs,
+        patience=spec.patience if spec.patience is not None else preset.patience,
+        seed=spec.split_seed,
+        fail_at_epoch=spec.fail_at_epoch,
+        fail_marker=spec.fail_marker,
+    )
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=dataclasses.asdict(loop),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.num_workers,
+            use_gpu=spec.use_gpu,
+            resources_per_worker={"CPU": spec.cpus_per_worker}
+            | ({"GPU": 1} if spec.use_gpu else {}),
+        ),
+        run_config=ray.train.RunConfig(
+            name=spec.name,
+            storage_path=spec.storage,
+            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=3,
+                checkpoint_score_attribute="val_score",
+                checkpoint_score_order="max",
+            ),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    best_checkpoint, best_metrics = max(
+        result.best_checkpoints, key=lambda pair: pair[1].get("val_score", -1e9)
+    )
+    summary = {
+        "run": spec.name,
+        "storage": spec.storage,
+        "last": _plain(result.metrics),
+        "best": _plain(best_metrics),
+        "label_names": data.label_names,
+        "counts": data.counts,
+        "excluded": data.excluded,
+        "bundle": None,
+    }
+    if spec.bundle_out:
+        with best_checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        model = create_model(spec.model, **model_config)
+        model.load_state_dict(state["model"])
+        version = save_bundle(
+            model.eval(),
+            spec.bundle_out,
+            labels=data.label_names,
+            task=spec.task,
+            modalities=options,
+            target_normalisation=data.target_normalisation,
+            metadata={
+                "run": spec.name,
+                "storage": spec.storage,
+                "manifest": spec.manifest,
+                "label_set": spec.labels,
+                "split_seed": spec.split_seed,
+                "min_snr": spec.min_snr,
+                "preset": spec.preset,
+                "epoch": best_metrics.get("epoch"),
+                "val_score": best_metrics.get("val_score"),
+                "initialised_from": model.config.__dict__.get("initialised_from"),
+            },
+            overwrite=True,
+        )
+        summary["bundle"] = {"uri": spec.bundle_out, "version": version}
+    return summary
+
+
+def _plain(metrics: dict) -> dict:
+    """JSON-safe copy of reported metrics."""
+    return json.loads(json.dumps(metrics, default=lambda o: np.asarray(o).tolist()))
