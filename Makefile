@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest --durations=15
 
 demo: install
-	$(BIN)/raysurvey demo --out .cache/demo-release $(if $(TEMPLATES),--templates $(TEMPLATES),)
+	$(BIN)/raysurvey demo --workdir .cache/demo $(if $(TEMPLATES),--templates $(TEMPLATES),)
 
 lint: install
 	$(BIN)/ruff check .

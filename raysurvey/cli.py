@@ -172,26 +172,11 @@ def _plot_modalities_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate a small mixed release, summarise it, and read a few files back."""
-    import pyarrow.parquet as pq
+    """Generate a release, train a small model (or reuse it), classify, query the catalog."""
+    from raysurvey.demo import run_demo
+    from raysurvey.synth import resolve_templates
 
-    from raysurvey.synth import SynthConfig, resolve_templates, write_release
-    from raysurvey.synth.summary import release_summary
-
-    templates = resolve_templates(args.templates)
-    out = args.out or tempfile.mkdtemp(prefix="raysurvey-demo-")
-    print(f"raysurvey {__version__} demo: a {args.n}-spectrum mixed release in {out}")
-    print(
-        "spectra from "
-        + (f"Redrock templates in {templates}" if templates else "the built-in physical model")
-        + "\n"
-    )
-    config = SynthConfig(n=args.n, out=out, templates=templates, mix="balanced", seed=args.seed)
-    manifest = write_release(config, chunk_size=max(1, args.n // 4))
-    print(release_summary(manifest))
-    uris = pq.read_table(manifest, columns=["uri"])["uri"].to_pylist()
-    print("\nthe first files, read back through the survey readers:\n")
-    return cmd_read(argparse.Namespace(sources=uris[: args.show]))
+    return run_demo(args.workdir, resolve_templates(args.templates), n=args.n, seed=args.seed)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -226,6 +211,34 @@ def cmd_bundle_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run SQL over a catalog (local or s3://) with DuckDB; the table is ``catalog``."""
+    from raysurvey.infer.query import format_rows, query
+
+    names, rows = query(args.catalog, args.sql)
+    print(format_rows(names, rows, limit=args.limit))
+    return 0
+
+
+def _query_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", help="catalog directory written by classify_release")
+    parser.add_argument("sql", help='e.g. "SELECT pred_class, count(*) FROM catalog GROUP BY 1"')
+    parser.add_argument("--limit", type=int, default=200, help="rows to print at most")
+
+
+def cmd_catalog_summary(args: argparse.Namespace) -> int:
+    """Print a catalog's counts by status, survey and class, and write its sky map."""
+    from raysurvey.infer.query import catalog_summary
+
+    print(catalog_summary(args.catalog, skymap=args.skymap or None))
+    return 0
+
+
+def _catalog_summary_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", help="catalog directory written by classify_release")
+    parser.add_argument("--skymap", default="skymap.png", help="PNG path ('' for none)")
+
+
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="manifest.parquet of a release")
     parser.add_argument("--out", default="spectra.png", help="PNG path")
@@ -233,11 +246,10 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", help="directory for the release (default: a temp dir)")
+    parser.add_argument("--workdir", default=".cache/demo", help="release, bundle and catalog")
     parser.add_argument("--templates", help="Redrock templates (default: $RAYSURVEY_TEMPLATES)")
-    parser.add_argument("--n", type=int, default=220, help="number of spectra")
+    parser.add_argument("--n", type=int, default=600, help="number of spectra")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--show", type=int, default=11, help="files to read back and list")
 
 
 COMMANDS: dict[
@@ -256,6 +268,8 @@ COMMANDS: dict[
     "demo": (cmd_demo, _demo_arguments),
     "models": (cmd_models, lambda p: None),
     "bundle-info": (cmd_bundle_info, lambda p: p.add_argument("uri", help="bundle dir or URI")),
+    "query": (cmd_query, _query_arguments),
+    "catalog-summary": (cmd_catalog_summary, _catalog_summary_arguments),
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,76 @@ def ray_cluster() -> Iterator[None]:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@dataclass(frozen=True)
+class HeadCluster:
+    """A ``ray start --head`` cluster of our own: its GCS address and Jobs API URL."""
+
+    address: str
+    dashboard: str
+    temp_dir: str
+
+
+def processes_matching(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (Linux /proc; no psutil needed)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _stop_by_temp_dir(temp_dir: str) -> None:
+    """Kill the processes of the cluster that lives in ``temp_dir`` (never ``ray stop``)."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = processes_matching(temp_dir)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+
+
+@pytest.fixture(scope="module")
+def ray_head(ray_cluster, s3_endpoint) -> Iterator[HeadCluster]:
+    """A separate local cluster started with ``ray start --head`` on free ports.
+
+    For what needs a real cluster address: ``ray job submit`` and jobs run as
+    subprocesses (kill and resume). It starts after the in-process cluster
+    (``ray_cluster``), so that one is never mistaken for this, and after the S3
+    endpoint, so its workers inherit the endpoint and credentials. Stopped by PID at
+    the end of the module, so no other test shares the machine with it.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="rsh", dir="/tmp")  # short: socket paths
+    gcs, dashboard = free_port(), free_port()
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    command = [
+        ray_bin, "start", "--head", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+        f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+        "--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ]  # fmt: skip
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        yield HeadCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", temp_dir)
+    finally:
+        _stop_by_temp_dir(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -27,11 +27,14 @@ class DecodeOptions:
     """How spectra are put on the grid, and how many files are fetched at once.
 
     ``fetch_threads`` overlaps object-store latency (s3://) within one task; parsing
-    stays single-threaded (it holds the GIL).
+    stays single-threaded (it holds the GIL). ``header_keys``: ``Spectrum.meta`` keys
+    to return as ``header_<key>`` columns, for releases that come as a file listing
+    (no manifest to carry ids, coordinates and labels).
     """
 
     n_pix: int = N_PIX
     fetch_threads: int = 8
+    header_keys: tuple[str, ...] = ()
 
 
 def _fetch(uri: str) -> bytes | SpectrumReadError:
@@ -49,7 +52,9 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
     dict
         ``flux`` float32 [B, n_pix] (NaN where the grid has no information),
         ``good_fraction`` and ``snr`` float32 [B], ``status`` and ``error`` [B]:
-        "ok" and "" or "error" and "<reason code>: <message>" (the row keeps its uri).
+        "ok" and "" or "error" and "<reason code>: <message>" (the row keeps its uri);
+        ``header_<key>`` object [B] for each of ``options.header_keys`` (None where
+        the file does not carry it or cannot be read).
     """
     options = options or DecodeOptions()
     n = len(uris)
@@ -58,6 +63,7 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
     snr = np.zeros(n, dtype=np.float32)
     status = np.full(n, STATUS_OK, dtype=object)
     error = np.full(n, "", dtype=object)
+    header = {key: [None] * n for key in options.header_keys}
     remote = [u for u in uris if "://" in u and not u.startswith("file://")]
     if remote and options.fetch_threads > 1:
         with ThreadPoolExecutor(min(options.fetch_threads, n)) as pool:
@@ -82,10 +88,15 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
         flux[i] = grid.flux
         good_fraction[i] = grid.good_fraction
         snr[i] = grid.snr
-    return {
+        for key in options.header_keys:
+            header[key][i] = spectrum.meta.get(key)
+    out = {
         "flux": flux,
         "good_fraction": good_fraction,
         "snr": snr,
         "status": status,
         "error": error,
     }
+    for key, values in header.items():
+        out[f"header_{key}"] = np.array(values, dtype=object)
+    return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from raysurvey.data.decode import DecodeOptions, decode_uris
@@ -76,10 +77,25 @@ def with_columns(table: pa.Table, columns: Mapping[str, np.ndarray]) -> pa.Table
 def decode_table(table: pa.Table, options: DecodeOptions) -> pa.Table:
     """Arrow-batch wrapper of ``decode_uris``: a plain function, so Ray runs it as tasks.
 
-    (A callable class would become an actor pool holding CPUs for good.)
+    (A callable class would become an actor pool holding CPUs for good.) Header
+    values asked for in ``options.header_keys`` fill the nulls of the same-named
+    table columns (the manifest wins where it has a value).
     """
     uris = table.column("uri").to_pylist()
-    return with_columns(table, decode_uris(uris, options))
+    decoded = decode_uris(uris, options)
+    for key in options.header_keys:
+        values = decoded.pop(f"header_{key}").tolist()
+        table = _fill_nulls(table, key, values)
+    return with_columns(table, decoded)
+
+
+def _fill_nulls(table: pa.Table, name: str, values: list) -> pa.Table:
+    """Column ``name`` with its nulls replaced by ``values`` (added if missing)."""
+    if name not in table.column_names:
+        return table.append_column(name, pa.array(values))
+    column = table.column(name).combine_chunks()
+    filled = pc.coalesce(column, pa.array(values).cast(column.type, safe=False))
+    return table.set_column(table.column_names.index(name), name, filled)
 
 
 class ModalityStage(ComputeModalities):

@@ -1,0 +1,90 @@
+"""What ``--release`` names: a manifest Parquet, or a directory / s3:// prefix of FITS files.
+
+A manifest carries ids, coordinates and pipeline labels; a bare listing carries only
+URIs, so the decode stage fills those columns from each file's header. Either way the
+release is a table with the manifest's columns in a fixed row order (the manifest's
+own order, or the sorted listing), which the catalog's chunks are cut from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysurvey.manifest import MANIFEST_SCHEMA
+
+#: Manifest columns the catalog needs.
+RELEASE_COLUMNS = (
+    "uri",
+    "survey",
+    "obsid",
+    "specobjid",
+    "ra",
+    "dec",
+    "class",
+    "subclass",
+    "z",
+    "zwarning",
+    "snr_r",
+)
+#: Header keys that fill a listed release's columns (``Spectrum.meta`` names).
+HEADER_KEYS = tuple(c for c in RELEASE_COLUMNS if c != "uri")
+FITS_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts")
+
+
+class ReleaseError(ValueError):
+    """A ``--release`` that names nothing usable (the message says what was found)."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """The rows to classify, in catalog order, and whether headers must fill them in."""
+
+    uri: str
+    table: pa.Table
+    listed: bool
+
+    @property
+    def uris(self) -> list[str]:
+        return self.table.column("uri").to_pylist()
+
+
+def _absolute(protocol: str | tuple, path: str) -> str:
+    proto = protocol[0] if isinstance(protocol, tuple) else protocol
+    return path if proto in ("file", "local") else f"{proto}://{path}"
+
+
+def read_release(uri: str) -> Release:
+    """The release at ``uri``: a ``.parquet`` manifest, or the FITS files under a prefix."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    if path.endswith(".parquet"):
+        if not fs.exists(path):
+            raise ReleaseError(f"{uri}: manifest not found")
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+        missing = [c for c in ("uri", "survey") if c not in table.column_names]
+        if missing:
+            raise ReleaseError(f"{uri}: not a manifest (no column {', '.join(missing)})")
+        columns = []
+        for name in RELEASE_COLUMNS:
+            field = MANIFEST_SCHEMA.field(name)
+            if name in table.column_names:
+                columns.append(table.column(name).cast(field.type))
+            else:
+                columns.append(pa.nulls(table.num_rows, field.type))
+        table = pa.table(columns, names=list(RELEASE_COLUMNS))
+        return Release(uri=uri, table=table, listed=False)
+    if not fs.isdir(path):
+        raise ReleaseError(f"{uri}: neither a manifest (.parquet) nor a directory / prefix")
+    files = sorted(
+        _absolute(fs.protocol, p) for p in fs.find(path) if p.lower().endswith(FITS_SUFFIXES)
+    )
+    if not files:
+        raise ReleaseError(f"{uri}: no FITS files ({', '.join(FITS_SUFFIXES)}) under it")
+    n = len(files)
+    columns = [pa.array(files, pa.string())]
+    columns += [pa.nulls(n, MANIFEST_SCHEMA.field(c).type) for c in RELEASE_COLUMNS[1:]]
+    return Release(uri=uri, table=pa.table(columns, names=list(RELEASE_COLUMNS)), listed=True)
