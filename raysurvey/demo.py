@@ -36,7 +36,12 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     from raysurvey.synth.summary import release_summary
     from raysurvey.train.run import RunSpec, absolute_uri, fit
 
+    import ray
+
     start = time.perf_counter()
+    if not ray.is_initialized():  # workers' progress bars stay in their logs
+        ray.init(log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     work = Path(workdir).resolve()
     release_dir = work / f"release-n{n}-s{seed}"
     manifest = release_dir / "manifest.parquet"
@@ -75,7 +80,7 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
                 epochs=10,
                 batch_size=32,
                 lr=5e-4,
-                balance_to=0,
+                balance_to=n // 2,  # replicate galaxies and QSOs in training
                 num_workers=2,
                 cache_features=True,
                 bundle_out=str(bundle),

@@ -53,7 +53,9 @@ class ClassifyConfig:
     redoes; ~20k rows make files of a few MB). ``num_gpus_per_actor``: None puts one
     predictor per GPU when the cluster has GPUs and uses CPU predictors otherwise;
     0 forces CPU. ``predict_actors``: None means one per GPU share, or a quarter of
-    the CPUs (at least 1) on CPU.
+    the CPUs (at least 1) on CPU. ``modality_cpus`` must differ from the decode
+    tasks' 0.5: Ray fuses two stages with equal requests into the actor pool, and
+    decoding (most of the CPU work) would then run only in the modality actors.
     """
 
     chunk_size: int = 20_000
@@ -63,7 +65,7 @@ class ClassifyConfig:
     num_gpus_per_actor: float | None = None
     predict_actors: int | None = None
     predict_cpus: float = 0.5
-    modality_cpus: float = 0.5
+    modality_cpus: float = 0.25
     overwrite: bool = False
     progress_every_s: float = 10.0
 
@@ -264,7 +266,8 @@ def classify_release(
         }
         assembler = ChunkAssembler(plan, pending, store, schema, provenance, log)
         rows = _rows_to_run(release, plan, pending)
-        ray.init(ignore_reinit_error=True)
+        if not ray.is_initialized():
+            ray.init()
         ray.data.DataContext.get_current().enable_progress_bars = False
         resources = ray.cluster_resources()
         gpus, actors, cpus = _predictor_resources(config, resources)
