@@ -28,6 +28,7 @@ def code_version() -> str:
 
 def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -> int:
     import pyarrow.parquet as pq
+    import ray
 
     from raysurvey.infer import ClassifyConfig, classify_release
     from raysurvey.infer.query import catalog_summary, format_rows, query
@@ -35,8 +36,6 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     from raysurvey.synth import SynthConfig, write_release
     from raysurvey.synth.summary import release_summary
     from raysurvey.train.run import RunSpec, absolute_uri, fit
-
-    import ray
 
     start = time.perf_counter()
     if not ray.is_initialized():  # workers' progress bars stay in their logs

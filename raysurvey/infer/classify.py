@@ -56,12 +56,16 @@ class ClassifyConfig:
     the CPUs (at least 1) on CPU. ``modality_cpus`` must differ from the decode
     tasks' 0.5: Ray fuses two stages with equal requests into the actor pool, and
     decoding (most of the CPU work) would then run only in the modality actors.
+    ``rows_per_block``: manifest rows per input block. Small blocks keep all three
+    stages busy: measured on 2 CPUs (spec_cnn), 64-row blocks stream at ~113
+    spectra/s, 256-row blocks at ~81 and 500-row blocks at ~90, with the first rows
+    arriving later the bigger the blocks.
     """
 
     chunk_size: int = 20_000
     batch_size: int = 64
     decode_batch_size: int = 32
-    rows_per_block: int | None = None
+    rows_per_block: int = 64
     num_gpus_per_actor: float | None = None
     predict_actors: int | None = None
     predict_cpus: float = 0.5
@@ -271,9 +275,7 @@ def classify_release(
         ray.data.DataContext.get_current().enable_progress_bars = False
         resources = ray.cluster_resources()
         gpus, actors, cpus = _predictor_resources(config, resources)
-        block = config.rows_per_block or int(
-            np.clip(rows.num_rows // max(1, 4 * resources.get("CPU", 1)), 16, 1000)
-        )
+        block = config.rows_per_block
         pipeline = PipelineConfig(
             decode_batch_size=config.decode_batch_size,
             modality_batch_size=config.batch_size,
