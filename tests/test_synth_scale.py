@@ -98,8 +98,27 @@ def test_plot_spectra_writes_a_png(tmp_path, templates_dir) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
 
 
-def test_demo_generates_a_release_and_reads_it_back(tmp_path, templates_dir, capsys) -> None:
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--templates", templates_dir, "--n", "22"]) == 0
+def test_demo_classifies_a_release_with_a_cached_bundle(
+    tmp_path, templates_dir, ray_cluster, capsys
+) -> None:
+    """The demo's release -> classify -> query path, reusing a bundle "trained" before
+    by the same code (training itself is covered by tests/test_train.py)."""
+    import torch
+
+    from raysurvey.demo import code_version
+    from raysurvey.labels import CLASS3
+    from raysurvey.models import create_model
+    from raysurvey.models.bundle import save_bundle
+
+    work = tmp_path / "demo"
+    torch.manual_seed(0)
+    model = create_model("spec_cnn", num_classes=3, channels=(4,) * 8, hidden_dim=16)
+    save_bundle(
+        model, str(work / "bundles" / f"spec_cnn-class3-{code_version()}"), labels=list(CLASS3)
+    )
+    argv = ["demo", "--workdir", str(work), "--templates", templates_dir, "--n", "60"]
+    assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "22 spectra" in text and "11 read, 0 failed" in text
+    assert "60 spectra" in text and "reusing" in text
+    assert "catalog check: 60 rows in 1 chunks, one per release row" in text
+    assert "survey_class  pred_class" in text and (work / "skymap.png").exists()
