@@ -18,8 +18,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raysurvey.infer import CatalogCheckError, ClassifyConfig, classify_release
+from raysurvey.infer import (
+    CatalogCheckError,
+    CatalogPlanError,
+    CatalogStoreError,
+    ClassifyConfig,
+    ReleaseError,
+    classify_release,
+)
 from raysurvey.infer.query import catalog_summary
+from raysurvey.models.bundle import BundleError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         result = classify_release(args.release, args.bundle, args.output, config)
     except CatalogCheckError as exc:
         print(f"classify_release: FAILED CHECK: {exc}", file=sys.stderr)
+        return 2
+    except (BundleError, ReleaseError, CatalogStoreError, CatalogPlanError) as exc:
+        print(f"classify_release: {exc}", file=sys.stderr)
         return 2
     print(
         f"classify_release: {result.rows_written:,} spectra in {result.chunks_written} new "

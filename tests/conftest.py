@@ -139,7 +139,7 @@ def _stop_by_temp_dir(temp_dir: str) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + (3 if sig == signal.SIGTERM else 10)
         while pids and time.monotonic() < deadline:
             time.sleep(0.2)
             pids = [p for p in pids if Path(f"/proc/{p}").exists()]

@@ -56,6 +56,14 @@ def release(tmp_path_factory, templates_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def small_release(release, tmp_path_factory) -> str:
+    """The first 300 rows of ``release`` (3 of them damaged): for the subprocess runs."""
+    path = tmp_path_factory.mktemp("small-release") / "manifest.parquet"
+    pq.write_table(pq.read_table(release).slice(0, 300), path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def bundle(tmp_path_factory) -> str:
     """A small class3 spec_cnn (seeded init): predictions are deterministic."""
     torch.manual_seed(0)
@@ -162,10 +170,10 @@ def assert_exactly_once(output: str, release: str) -> None:
     assert len(list(Path(output).glob("part-*.parquet"))) == committed(output)
 
 
-def test_kill_the_driver_after_commits_then_rerun(ray_head, release, bundle, tmp_path):
+def test_kill_the_driver_after_commits_then_rerun(ray_head, small_release, bundle, tmp_path):
     output = str(tmp_path / "cat")
     proc = subprocess.Popen(
-        job_command(ray_head, release, bundle, output, "--chunk-size", "100"),
+        job_command(ray_head, small_release, bundle, output, "--chunk-size", "25"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -175,30 +183,32 @@ def test_kill_the_driver_after_commits_then_rerun(ray_head, release, bundle, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = committed(output)
-    assert 3 <= done_before < 10, done_before
+    assert 3 <= done_before < 12, done_before
     rerun = subprocess.run(
-        job_command(ray_head, release, bundle, output, "--chunk-size", "100"),
+        job_command(ray_head, small_release, bundle, output, "--chunk-size", "25"),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"{done_before} already committed, {10 - done_before} to do" in rerun.stderr
-    assert f"{N:,} rows in 10 chunks, one per release row" in rerun.stdout
-    assert_exactly_once(output, release)
+    assert f"{done_before} already committed, {12 - done_before} to do" in rerun.stderr
+    assert "300 rows in 12 chunks, one per release row" in rerun.stdout
+    assert_exactly_once(output, small_release)
 
 
-def test_killed_between_file_and_commit_then_rerun(ray_head, release, bundle, tmp_path):
+def test_killed_between_file_and_commit_then_rerun(ray_head, small_release, bundle, tmp_path):
     output = str(tmp_path / "cat")
     env = os.environ | {DIE_BEFORE_COMMIT_ENV: "1"}
-    command = job_command(ray_head, release, bundle, output, "--chunk-size", "400")
+    command = job_command(ray_head, small_release, bundle, output, "--chunk-size", "120")
     died = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert died.returncode == 137, died.stderr[-2000:]
     assert (Path(output) / "part-000001.parquet").exists()  # written, never committed
     assert not (Path(output) / COMMITTED / "part-000001.json").exists()
+    before = committed(output)
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert_exactly_once(output, release)
+    assert f"{before} already committed, {3 - before} to do" in rerun.stderr
+    assert_exactly_once(output, small_release)
 
 
 def test_kill_a_predictor_worker_mid_run(ray_head, release, bundle, tmp_path):
@@ -221,20 +231,20 @@ def test_kill_a_predictor_worker_mid_run(ray_head, release, bundle, tmp_path):
     assert_exactly_once(output, release)
 
 
-def test_ray_job_submit(ray_head, release, bundle, tmp_path):
+def test_ray_job_submit(ray_head, small_release, bundle, tmp_path):
     output = str(tmp_path / "cat")
     submit = [
         str(Path(sys.executable).with_name("ray")), "job", "submit",
         "--address", ray_head.dashboard, "--working-dir", str(REPO_ROOT),
         "--runtime-env-json", '{"excludes": [".venv", ".cache", ".git", "*.egg-info"]}',
-        "--", sys.executable, "jobs/classify_release.py", "--release", release,
-        "--bundle", bundle, "--output", output, "--chunk-size", "500",
+        "--", sys.executable, "jobs/classify_release.py", "--release", small_release,
+        "--bundle", bundle, "--output", output, "--chunk-size", "150",
     ]  # fmt: skip
     job = subprocess.run(submit, capture_output=True, text=True, timeout=400)
     assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
     assert "succeeded" in job.stdout + job.stderr
-    assert f"{N:,} rows in 2 chunks, one per release row" in job.stdout
-    assert_exactly_once(output, release)
+    assert "300 rows in 2 chunks, one per release row" in job.stdout
+    assert_exactly_once(output, small_release)
     run_ids = set(read_catalog(output).column("run_id").to_pylist())
     assert len(run_ids) == 1 and next(iter(run_ids)).startswith("raysubmit_")
 

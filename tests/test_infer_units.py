@@ -291,3 +291,23 @@ def test_listed_release_rows_get_ids_and_labels_from_headers(tmp_path):
     # a manifest value wins over the header
     first = release.table.slice(0, 1).set_column(5, "dec", pa.array([-1.5]))
     assert decode_table(first, DecodeOptions(header_keys=("dec",))).column("dec")[0].as_py() == -1.5
+
+
+def test_job_names_bad_input_in_one_line(bundles, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "jobs" / "classify_release.py"
+    spec = importlib.util.spec_from_file_location("classify_job", path)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    missing = str(tmp_path / "nope" / "manifest.parquet")
+    out = str(tmp_path / "cat")
+    assert job.main(["--release", missing, "--bundle", bundles["class3"], "--output", out]) == 2
+    assert f"{missing}: manifest not found" in capsys.readouterr().err
+    pq.write_table(pa.table({"uri": ["a.fits"], "survey": ["sdss"]}), tmp_path / "m.parquet")
+    argv = ["--release", str(tmp_path / "m.parquet"), "--output", out]
+    assert job.main([*argv, "--bundle", str(tmp_path / "no-bundle")]) == 2
+    assert "not a model bundle" in capsys.readouterr().err
+    assert job.main([*argv, "--bundle", bundles["stellar8"], "--bundle", bundles["class3"]]) == 2
+    assert "no STAR label" in capsys.readouterr().err
