@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
-from common import PeakMemory, ensure_release  # noqa: E402
+from common import PeakMemory, ensure_release, start_ray  # noqa: E402
 
 from raysurvey.data import ComputeModalities, decode_uris  # noqa: E402
 from raysurvey.infer import ClassifyConfig, classify_release  # noqa: E402
@@ -138,14 +137,7 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
 
-    import ray
-
-    ray.init(
-        num_cpus=args.num_cpus,
-        object_store_memory=int(args.object_store_gib * 2**30),
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    start_ray(args.num_cpus, args.object_store_gib)
     if not args.only_scale:
         templates = resolve_templates(args.templates)
         manifest = ensure_release(work / f"release-{args.n}", args.n, templates, 5)
@@ -181,7 +173,6 @@ def main() -> None:
             f"({memory.peak_private_kib / 2**20:.2f} GiB private)",
             flush=True,
         )
-    sys.exit(0)
 
 
 if __name__ == "__main__":

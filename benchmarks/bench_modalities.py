@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import PeakMemory, ensure_release  # noqa: E402
+from common import PeakMemory, ensure_release, start_ray  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from raysurvey.data import ComputeModalities, build_dataset, decode_uris  # noqa: E402
@@ -199,14 +199,7 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
 
-    import ray
-
-    ray.init(
-        num_cpus=args.num_cpus,
-        object_store_memory=int(args.object_store_gib * 2**30),
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    start_ray(args.num_cpus, args.object_store_gib)
     if args.only_memory:
         return bench_memory(args, templates, work)
     small = ensure_release(work / f"release-{args.pipeline_n}", args.pipeline_n, templates, 5)

@@ -83,3 +83,16 @@ def ensure_release(path: Path, n: int, templates: str | None, seed: int) -> str:
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return write_release(config, chunk_size=500, run_chunks=ray_chunks(config, 2 * cpus))
+
+
+def start_ray(num_cpus: int, object_store_gib: float) -> None:
+    """A local Ray of ``num_cpus`` with a capped object store (its touched pages count
+    in the memory peaks), quiet workers, no dashboard."""
+    import ray
+
+    ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=int(object_store_gib * 2**30),
+        include_dashboard=False,
+        log_to_driver=False,
+    )
