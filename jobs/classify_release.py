@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         help="GPU share per predictor actor (default: 1 when the cluster has GPUs, else CPU)",
     )
     parser.add_argument("--predict-actors", type=int, help="predictor actors (default: auto)")
+    parser.add_argument(
+        "--modality-actors", type=int, help="most modality actors (default: CPUs / 4 at start)"
+    )
     parser.add_argument("--predict-cpus", type=float, default=0.5, help="CPUs per predictor")
     parser.add_argument("--overwrite", action="store_true", help="replace another catalog there")
     parser.add_argument("--skymap", help="also write a sky-map PNG of the result here")
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         num_gpus_per_actor=args.num_gpus_per_actor,
         predict_actors=args.predict_actors,
+        modality_actors=args.modality_actors,
         predict_cpus=args.predict_cpus,
         overwrite=args.overwrite,
     )

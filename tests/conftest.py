@@ -174,3 +174,47 @@ def ray_head(ray_cluster, s3_endpoint) -> Iterator[HeadCluster]:
     finally:
         _stop_by_temp_dir(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_two_nodes(ray_cluster) -> Iterator[HeadCluster]:
+    """A two-node cluster shaped like the deployed ones (infra/): a head started with
+    ``ray start --head --num-cpus=0`` (GCS, dashboard, Jobs API, job drivers) and a
+    worker node joined with ``ray start --address`` holding the 2 CPUs, each with its
+    own ports and temp dir, so every task and actor runs on the worker node.
+
+    A second node needs ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1`` (Ray then puts the
+    nodes on the machine's own address, not the loopback one) and, without a shared
+    token, ``RAY_AUTH_MODE=disabled``: both only in the environment of these
+    processes. Talk to it through its Jobs API (``dashboard``). Stopped by PID.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="rs2", dir="/tmp")  # short: socket paths
+    gcs, dashboard = free_port(), free_port()
+    env = os.environ | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "RAY_AUTH_MODE": "disabled"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = [
+        ray_bin, "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}",
+        "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+        "--num-cpus=0", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ]  # fmt: skip
+    worker = [
+        ray_bin, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", "--num-gpus=0",
+        f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+        f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}", f"--temp-dir={temp_dir}/w",
+    ]  # fmt: skip
+    try:
+        for command in (head, worker):
+            started = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+            if started.returncode:
+                raise RuntimeError(f"{command[1:3]} failed: {started.stderr[-2000:]}")
+        yield HeadCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", temp_dir)
+    finally:
+        _stop_by_temp_dir(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -231,24 +231,6 @@ def test_kill_a_predictor_worker_mid_run(ray_head, release, bundle, tmp_path):
     assert_exactly_once(output, release)
 
 
-def test_ray_job_submit(ray_head, small_release, bundle, tmp_path):
-    output = str(tmp_path / "cat")
-    submit = [
-        str(Path(sys.executable).with_name("ray")), "job", "submit",
-        "--address", ray_head.dashboard, "--working-dir", str(REPO_ROOT),
-        "--runtime-env-json", '{"excludes": [".venv", ".cache", ".git", "*.egg-info"]}',
-        "--", sys.executable, "jobs/classify_release.py", "--release", small_release,
-        "--bundle", bundle, "--output", output, "--chunk-size", "150",
-    ]  # fmt: skip
-    job = subprocess.run(submit, capture_output=True, text=True, timeout=400)
-    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
-    assert "succeeded" in job.stdout + job.stderr
-    assert "300 rows in 2 chunks, one per release row" in job.stdout
-    assert_exactly_once(output, small_release)
-    run_ids = set(read_catalog(output).column("run_id").to_pylist())
-    assert len(run_ids) == 1 and next(iter(run_ids)).startswith("raysubmit_")
-
-
 def test_release_and_catalog_on_s3(ray_head, s3_bucket, bundle, templates_dir, capsys):
     release = write_release(
         SynthConfig(n=60, out=f"{s3_bucket}/release", templates=templates_dir, seed=3),
@@ -276,3 +258,44 @@ def test_release_and_catalog_on_s3(ray_head, s3_bucket, bundle, templates_dir, c
     ]
     with fs.open(release) as f:
         assert pq.read_table(f).num_rows == 60
+
+
+def ray_list(cluster, kind: str) -> list[dict]:
+    """``ray list KIND`` of a cluster through its dashboard, as dicts."""
+    import json
+
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    listed = subprocess.run(
+        [ray_bin, "list", kind, "--address", cluster.dashboard, "--format", "json",
+         "--detail", "--limit", "10000"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(listed.stdout)
+
+
+def test_ray_job_submit_to_a_two_node_cluster(ray_two_nodes, small_release, bundle, tmp_path):
+    """The deployed shape (infra/): a CPU-less head and a worker node; ``ray job submit``
+    with the working dir and infra/runtime_env.yaml; the work runs on the worker node."""
+    output = str(tmp_path / "cat")
+    submit = [
+        str(Path(sys.executable).with_name("ray")), "job", "submit",
+        "--address", ray_two_nodes.dashboard, "--working-dir", str(REPO_ROOT),
+        "--runtime-env", str(REPO_ROOT / "infra/runtime_env.yaml"),
+        "--", sys.executable, "jobs/classify_release.py", "--release", small_release,
+        "--bundle", bundle, "--output", output, "--chunk-size", "150",
+    ]  # fmt: skip
+    job = subprocess.run(submit, capture_output=True, text=True, timeout=400)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    assert "succeeded" in job.stdout + job.stderr
+    assert "300 rows in 2 chunks, one per release row" in job.stdout
+    assert_exactly_once(output, small_release)
+    run_ids = set(read_catalog(output).column("run_id").to_pylist())
+    assert len(run_ids) == 1 and next(iter(run_ids)).startswith("raysubmit_")
+
+    nodes = {n["node_id"]: n for n in ray_list(ray_two_nodes, "nodes") if n["state"] == "ALIVE"}
+    assert len(nodes) == 2
+    head = next(n for n in nodes.values() if n["is_head_node"])
+    assert not head["resources_total"].get("CPU")  # num-cpus 0: no task lands there
+    actors = [a for a in ray_list(ray_two_nodes, "actors") if "MapWorker" in a["class_name"]]
+    assert any("Predictor" in a["class_name"] for a in actors), [a["class_name"] for a in actors]
+    assert {a["node_id"] for a in actors} == {n for n in nodes if n != head["node_id"]}

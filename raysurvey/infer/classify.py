@@ -53,7 +53,9 @@ class ClassifyConfig:
     redoes; ~20k rows make files of a few MB). ``num_gpus_per_actor``: None puts one
     predictor per GPU when the cluster has GPUs and uses CPU predictors otherwise;
     0 forces CPU. ``predict_actors``: None means one per GPU share, or a quarter of
-    the CPUs (at least 1) on CPU. ``modality_cpus`` must differ from the decode
+    the CPUs (at least 1) on CPU. ``modality_actors``: the most modality actors (None:
+    a quarter of the CPUs present at the start; give it on an autoscaling cluster, where
+    the pools grow as nodes join). ``modality_cpus`` must differ from the decode
     tasks' 0.5: Ray fuses two stages with equal requests into the actor pool, and
     decoding (most of the CPU work) would then run only in the modality actors.
     ``rows_per_block``: manifest rows per input block. Small blocks keep all three
@@ -68,6 +70,7 @@ class ClassifyConfig:
     rows_per_block: int = 64
     num_gpus_per_actor: float | None = None
     predict_actors: int | None = None
+    modality_actors: int | None = None
     predict_cpus: float = 0.5
     modality_cpus: float = 0.25
     overwrite: bool = False
@@ -280,6 +283,7 @@ def classify_release(
             decode_batch_size=config.decode_batch_size,
             modality_batch_size=config.batch_size,
             actor_cpus=config.modality_cpus,
+            max_actors=config.modality_actors,
             decode=DecodeOptions(header_keys=HEADER_KEYS if release.listed else ()),
         )
         names = modalities_of(roles)

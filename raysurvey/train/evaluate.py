@@ -120,6 +120,43 @@ def evaluate(
     return result
 
 
+def evaluate_stored(
+    bundle_uri: str, features_uri: str, manifest: str, split: str = "test", batch_size: int = 64
+) -> dict:
+    """Classification metrics of a bundle on a split of precomputed features (a sweep's
+    feature store): the same split as ``evaluate`` without decoding a file again."""
+    from raysurvey.data.pipeline import column_numpy
+    from raysurvey.train.feature_store import load_features, rows_for
+
+    bundle = load_bundle(bundle_uri)
+    meta = bundle.metadata
+    data = training_tables(
+        DataSpec(
+            manifest=manifest,
+            labels=meta.get("label_set", "stellar8"),
+            split_seed=int(meta.get("split_seed", 0)),
+            min_snr=meta.get("min_snr"),
+        )
+    )
+    modalities = tuple(bundle.modalities)
+    store = load_features(features_uri, ["uri", "status", *modalities])
+    rows = rows_for(store, data.splits[split], ["label"])
+    labels, preds = [], []
+    with torch.no_grad():
+        for start in range(0, rows.num_rows, batch_size):
+            part = rows.slice(start, batch_size)
+            ok = column_numpy(part, "status") == "ok"
+            if not ok.any():
+                continue
+            batch = {m: column_numpy(part, m)[ok] for m in modalities}
+            out = run_model(bundle.model, prepare_inputs(batch, modalities))
+            preds.append(out.float().numpy().argmax(axis=1))
+            labels.append(column_numpy(part, "label")[ok].astype(int))
+    y = np.concatenate(labels) if labels else np.zeros(0, int)
+    pred = np.concatenate(preds) if preds else np.zeros(0, int)
+    return classification_metrics(confusion_matrix(y, pred, len(bundle.labels)), bundle.labels)
+
+
 def write_report(result: dict, out: str) -> None:
     fs, path = fsspec.core.url_to_fs(out)
     fs.makedirs(path, exist_ok=True)

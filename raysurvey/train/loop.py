@@ -225,7 +225,9 @@ def train_loop(config: dict) -> None:
             local_shuffle_seed=cfg.seed + epoch + 1000 * rank if cfg.shuffle_buffer else None,
         ):
             batch = _usable(batch)
-            if batch is None:
+            # BatchNorm cannot train on a single row (a split's last batch may hold one);
+            # the shards are equal, so every DDP worker skips the same step
+            if batch is None or len(batch["status"]) < 2:
                 continue
             out, loss = _forward(model, cfg, batch, device, use_amp, loss_fn)
             optimizer.zero_grad(set_to_none=True)

@@ -21,6 +21,7 @@ from raysurvey.data.pipeline import PipelineConfig, add_modalities, manifest_blo
 from raysurvey.models import create_model
 from raysurvey.models.bundle import save_bundle
 from raysurvey.train.data import DataSpec, training_tables
+from raysurvey.train.feature_store import check_options, load_features, rows_for
 from raysurvey.train.loop import STATE_FILE, LoopConfig, train_loop
 from raysurvey.train.presets import get_preset
 
@@ -55,6 +56,9 @@ class RunSpec:
     max_failures: int = 1
     cache_features: bool = False
     bundle_out: str | None = None
+    features: str | None = None  # a feature store (feature_store.py): no decoding
+    checkpoints_to_keep: int = 3
+    callbacks: tuple = ()  # Ray Train callbacks, e.g. Tune's TuneReportCallback
     pipeline: PipelineConfig = TRAIN_PIPELINE
     fail_at_epoch: int | None = None  # test hook (see loop._maybe_fail)
     fail_marker: str | None = None
@@ -79,6 +83,16 @@ def build_split_dataset(table: pa.Table, modalities, options, label_columns, pip
     # a projection (fused into the actors, no extra stage holding CPUs); unreadable
     # spectra (status "error") are skipped by the loop
     return ds.select_columns([*modalities, *label_columns, "status"])
+
+
+def stored_split_dataset(features: pa.Table, table: pa.Table, label_columns, rows_per_block: int):
+    """A split as a Ray Dataset of precomputed modality rows (see feature_store.py)."""
+    import ray.data
+
+    rows = rows_for(features, table, label_columns)
+    step = max(1, rows_per_block)
+    blocks = [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
+    return ray.data.from_arrow(blocks or [rows])
 
 
 def absolute_uri(uri: str) -> str:
@@ -106,13 +120,23 @@ def fit(spec: RunSpec) -> dict:
     )
     model_config, modalities, options = _model_io(spec, len(data.label_names))
     label_columns = ["label"] if spec.task == "classify" else ["target", "class"]
-    datasets = {
-        split: build_split_dataset(
-            data.splits[split], modalities, options, label_columns, spec.pipeline
-        )
-        for split in ("train", "val")
-    }
-    if spec.cache_features:
+    if spec.features:
+        check_options(spec.features, options)
+        store = load_features(spec.features, ["uri", "status", *modalities])
+        datasets = {
+            split: stored_split_dataset(
+                store, data.splits[split], label_columns, spec.pipeline.decode_batch_size
+            )
+            for split in ("train", "val")
+        }
+    else:
+        datasets = {
+            split: build_split_dataset(
+                data.splits[split], modalities, options, label_columns, spec.pipeline
+            )
+            for split in ("train", "val")
+        }
+    if spec.cache_features and not spec.features:
         datasets = {k: v.materialize() for k, v in datasets.items()}
     loop = LoopConfig(
         model=spec.model,
@@ -144,8 +168,9 @@ def fit(spec: RunSpec) -> dict:
             name=spec.name,
             storage_path=spec.storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+            callbacks=list(spec.callbacks),
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=3,
+                num_to_keep=spec.checkpoints_to_keep,
                 checkpoint_score_attribute="val_score",
                 checkpoint_score_order="max",
             ),
