@@ -18,7 +18,7 @@ import torch
 
 from raysurvey.cli import main as cli_main
 from raysurvey.infer import ClassifyConfig, classify_release
-from raysurvey.infer.store import COMMITTED, DIE_BEFORE_COMMIT_ENV
+from raysurvey.infer.store import COMMITTED, DIE_BEFORE_COMMIT_ENV, PAUSE_AFTER_COMMITS_ENV
 from raysurvey.labels import CLASS3, class3_label
 from raysurvey.models import create_model
 from raysurvey.models.bundle import save_bundle
@@ -171,19 +171,23 @@ def assert_exactly_once(output: str, release: str) -> None:
 
 
 def test_kill_the_driver_after_commits_then_rerun(ray_head, small_release, bundle, tmp_path):
+    # The driver pauses after its third commit (a test hook), so the SIGKILL lands at a
+    # known point: a 300-row job can otherwise commit all 12 chunks between two polls.
     output = str(tmp_path / "cat")
     proc = subprocess.Popen(
         job_command(ray_head, small_release, bundle, output, "--chunk-size", "25"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=os.environ | {PAUSE_AFTER_COMMITS_ENV: "3"},
     )
     deadline = time.monotonic() + 240
     while committed(output) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before its third commit"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = committed(output)
-    assert 3 <= done_before < 12, done_before
+    assert done_before == 3, done_before
     rerun = subprocess.run(
         job_command(ray_head, small_release, bundle, output, "--chunk-size", "25"),
         capture_output=True,

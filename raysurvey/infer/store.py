@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 
 import fsspec
@@ -32,6 +33,9 @@ COMMITTED = "_committed"
 #: Test hook: the process exits hard after writing this chunk's file, before its
 #: marker (the worst moment to be killed). Used by the exactly-once tests only.
 DIE_BEFORE_COMMIT_ENV = "RAYSURVEY_TEST_DIE_BEFORE_COMMIT"
+#: Test hook: after this many commits the writing process stops where it is (sleeps),
+#: so a test can SIGKILL it at a known point instead of racing a fast job.
+PAUSE_AFTER_COMMITS_ENV = "RAYSURVEY_TEST_PAUSE_AFTER_COMMITS"
 
 
 class CatalogStoreError(RuntimeError):
@@ -96,6 +100,7 @@ class CatalogStore:
         self.uri = uri.rstrip("/")
         self.fs, self.path = fsspec.core.url_to_fs(self.uri)
         self.path = self.path.rstrip("/")
+        self.commits_here = 0  # chunks this process committed (for the pause hook)
 
     def _join(self, *names: str) -> str:
         return "/".join([self.path, *names])
@@ -181,6 +186,9 @@ class CatalogStore:
         self.fs.makedirs(self._join(COMMITTED), exist_ok=True)
         with self.fs.open(self._join(COMMITTED, name.replace(".parquet", ".json")), "w") as f:
             json.dump(marker, f)
+        self.commits_here += 1
+        if os.environ.get(PAUSE_AFTER_COMMITS_ENV) == str(self.commits_here):
+            time.sleep(3600)
         return marker
 
     def committed_files(self) -> list[str]:
