@@ -28,13 +28,26 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="S/N cut (default: the bundle's training cut; 0: every S/N)",
     )
+    p.add_argument("--snr-column", help="S/N column of the cut and bins (default: the bundle's)")
+    p.add_argument(
+        "--snr-bins", help="comma-separated bin edges, e.g. 0,10,20,30,inf (default: the bundle's)"
+    )
     args = p.parse_args(argv)
+    bins = [float(x) for x in args.snr_bins.split(",")] if args.snr_bins else None
 
     import ray
 
     if not ray.is_initialized():
         ray.init()  # RAY_ADDRESS (set by `ray job submit`) or a local cluster
-    result = evaluate(args.bundle, args.manifest, args.out, split=args.split, min_snr=args.min_snr)
+    result = evaluate(
+        args.bundle,
+        args.manifest,
+        args.out,
+        split=args.split,
+        min_snr=args.min_snr,
+        snr_column=args.snr_column,
+        snr_bins=bins,
+    )
     if "accuracy" in result:
         headline = f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}"
     else:

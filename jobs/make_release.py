@@ -2,6 +2,9 @@
 
     python jobs/make_release.py --n 1000000 --out s3://bucket/synth-dr1 \\
         --templates /data/redrock --survey mixed --gzip --chunk-size 2000
+    # with each spectrum's 2D stripes and g, r, i cutouts (MAC-Net, DRC-Net inputs):
+    python jobs/make_release.py --n 100000 --out s3://bucket/synth-2d \\
+        --templates /data/redrock --with-2d --with-photometry --gzip
     ray job submit --working-dir . -- python jobs/make_release.py --n ... --out ...
 
 Each chunk of indices is a Ray task that writes its files straight to storage and

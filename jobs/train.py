@@ -3,6 +3,8 @@
     python jobs/train.py --manifest REL/manifest.parquet --model spec_cnn --attention coord \\
         --labels stellar8 --epochs 30 --num-workers 2 --storage /tmp/runs --name coord-s0 \\
         --bundle-out /tmp/bundles/coord-s0
+    python jobs/train.py --manifest REL2D/manifest.parquet --preset macnet ...  # 2D + gri
+    python jobs/train.py --manifest FGK2D/manifest.parquet --preset drcnet ...  # F/G/K
     ray job submit --working-dir . -- python jobs/train.py ... --use-gpu --num-workers 8 \\
         --storage s3://bucket/runs
 
@@ -25,6 +27,7 @@ import time
 import fsspec
 
 from raysurvey.data.features import parse_options
+from raysurvey.labels import LABEL_SETS
 from raysurvey.models import list_models
 from raysurvey.train.data import TASKS
 from raysurvey.train.presets import PRESETS
@@ -62,10 +65,25 @@ def model_config_from_args(args: argparse.Namespace) -> dict:
     return config
 
 
+def parse_class_weights(text: str | None) -> dict | None:
+    """``"GALAXY=1,QSO=3,STAR=1"`` -> {label: weight}; "none" -> {} (off); None: preset's."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return {}
+    weights = {}
+    for item in text.split(","):
+        label, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"train: --class-weights wants LABEL=WEIGHT,..., got {item!r}")
+        weights[label.strip()] = float(value)
+    return weights
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True, help="manifest.parquet (path or s3://)")
-    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--model", choices=list_models(), help="default: the preset's (macnet, drcnet)")
     p.add_argument("--modalities", help="comma-separated (fusion) or the one modality read")
     p.add_argument("--attention", help="spec_cnn / fusion attention (none, se, eca, ...)")
     p.add_argument("--pretrained", help="ViT weights: hub id or local directory")
@@ -77,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME.OPTION=VALUE",
         help="modality option, e.g. map2d.variant=spectromer",
     )
-    p.add_argument("--labels", default="stellar8", choices=["class3", "stellar8"])
+    p.add_argument(
+        "--labels", choices=sorted(LABEL_SETS), help="default: the preset's, else stellar8"
+    )
     p.add_argument("--task", default="classify", choices=TASKS)
     p.add_argument("--preset", default="audio_fusion", choices=list(PRESETS))
     p.add_argument("--epochs", type=int)
@@ -87,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimizer", choices=["adam", "adamw", "adagrad", "sgd"])
     p.add_argument("--patience", type=int, help="early stopping on validation loss")
     p.add_argument("--balance-to", type=int, help="replicate train classes to N (0: off)")
-    p.add_argument("--min-snr", type=float, help="keep spectra with snr_i above this")
+    p.add_argument("--min-snr", type=float, help="keep spectra with S/N above this")
+    p.add_argument("--snr-column", help="S/N column of the cut (default: the preset's, snr_i)")
+    p.add_argument(
+        "--class-weights",
+        help="loss weight per label, e.g. GALAXY=1,QSO=3,STAR=1 ('none': off; "
+        "default: the preset's)",
+    )
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--cpus-per-worker", type=float, default=0.5)
@@ -104,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test hook
     p.add_argument("--fail-marker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    model = args.model or PRESETS[args.preset].model
+    if model is None:
+        p.error(f"--model is required with --preset {args.preset}")
+    args.model = model
 
     import ray
 
@@ -129,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             patience=args.patience,
             balance_to=args.balance_to,
             min_snr=args.min_snr,
+            snr_column=args.snr_column,
+            class_weights=parse_class_weights(args.class_weights),
             split_seed=args.split_seed,
             num_workers=args.num_workers,
             cpus_per_worker=args.cpus_per_worker,

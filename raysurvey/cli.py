@@ -34,11 +34,13 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def cmd_readers(args: argparse.Namespace) -> int:
-    """List the registered survey layouts in the order they are tried."""
-    from raysurvey.io import list_readers
+    """List the registered survey layouts and 2D product layouts in the order they are tried."""
+    from raysurvey.io import list_product_readers, list_readers
 
     for reader in list_readers():
         print(f"{reader.name:14s} {reader.survey:7s} {reader.description}")
+    for product in list_product_readers():
+        print(f"{product.name:14s} {product.product:7s} {product.description}")
     return 0
 
 
@@ -80,6 +82,9 @@ def _synth_config(args: argparse.Namespace):
         snr_sigma=args.snr_sigma,
         snr_min=args.snr_min,
         snr_max=args.snr_max,
+        with_2d=args.with_2d,
+        with_photometry=args.with_photometry,
+        fibre_contamination=args.fibre_contamination,
     )
 
 
@@ -113,6 +118,22 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr-sigma", type=float, default=0.8, help="log-normal width of S/N")
     parser.add_argument("--snr-min", type=float, default=2.0)
     parser.add_argument("--snr-max", type=float, default=300.0)
+    parser.add_argument(
+        "--with-2d",
+        action="store_true",
+        help="also write blue/red 2D spectrum stripes per spectrum (OUT/stripes/...)",
+    )
+    parser.add_argument(
+        "--with-photometry",
+        action="store_true",
+        help="also write g, r, i 64x64 cutouts per spectrum (OUT/cutouts/...)",
+    )
+    parser.add_argument(
+        "--fibre-contamination",
+        type=float,
+        default=0.1,
+        help="probability of a neighbouring fibre's light in a stripe's edge rows",
+    )
     parser.add_argument("--chunk-size", type=int, default=500, help="spectra per manifest chunk")
 
 
@@ -252,6 +273,40 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def cmd_compare_snr(args: argparse.Namespace) -> int:
+    """Accuracy per S/N bin of evaluated models side by side (DRC-Net's Figure 7)."""
+    from raysurvey.train.snr_compare import CompareError, compare_snr
+
+    reports = {}
+    for item in args.reports:
+        name, sep, uri = item.partition("=")
+        if not sep:
+            name, uri = os.path.basename(item.rstrip("/")), item
+        reports[name] = uri
+    try:
+        compare_snr(reports, args.out)
+    except CompareError as exc:
+        print(f"compare-snr: {exc}", file=sys.stderr)
+        return 2
+    with open_text(f"{args.out.rstrip('/')}/snr_comparison.md") as f:
+        print(f.read(), end="")
+    print(f"\ncompare-snr: table and chart in {args.out}", file=sys.stderr)
+    return 0
+
+
+def open_text(uri: str):
+    import fsspec
+
+    return fsspec.open(uri, "r")
+
+
+def _compare_snr_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "reports", nargs="+", help="NAME=EVAL_DIR (or EVAL_DIR) written by jobs/evaluate.py"
+    )
+    parser.add_argument("--out", required=True, help="directory for snr_comparison.md/.csv/.png")
+
+
 COMMANDS: dict[
     str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 ] = {
@@ -270,6 +325,7 @@ COMMANDS: dict[
     "bundle-info": (cmd_bundle_info, lambda p: p.add_argument("uri", help="bundle dir or URI")),
     "query": (cmd_query, _query_arguments),
     "catalog-summary": (cmd_catalog_summary, _catalog_summary_arguments),
+    "compare-snr": (cmd_compare_snr, _compare_snr_arguments),
 }
 
 

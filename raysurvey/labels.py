@@ -1,7 +1,8 @@
 """Label vocabularies and the mapping from survey labels to them: one table, tested.
 
 ``class3``: STAR, GALAXY, QSO (survey CLASS). ``stellar8``: O, B, A, F, G, K, M,
-Carbon, from SUBCLASS of stars. Anything a rule does not map (LAMOST "Unknown", sky
+Carbon, from SUBCLASS of stars. ``fgk``: the F, G and K stars of stellar8 (DRC-Net's
+task); every other star is excluded from it. Anything a rule does not map (LAMOST "Unknown", sky
 fibres, white dwarfs, CVs, "OB", L/T dwarfs, empty subclasses) is excluded from
 training (``None``) but kept in catalogs.
 """
@@ -12,7 +13,8 @@ import re
 
 CLASS3: tuple[str, ...] = ("STAR", "GALAXY", "QSO")
 STELLAR8: tuple[str, ...] = ("O", "B", "A", "F", "G", "K", "M", "Carbon")
-LABEL_SETS: dict[str, tuple[str, ...]] = {"class3": CLASS3, "stellar8": STELLAR8}
+FGK: tuple[str, ...] = ("F", "G", "K")
+LABEL_SETS: dict[str, tuple[str, ...]] = {"class3": CLASS3, "stellar8": STELLAR8, "fgk": FGK}
 
 #: (pattern on SUBCLASS, stellar8 label or None), first match wins. Patterns are
 #: anchored at the start and case-sensitive, as the surveys write them.
@@ -59,9 +61,12 @@ def stellar8_label(survey_class: str | None, subclass: str | None) -> str | None
 
 
 def label_of(label_set: str, survey_class: str | None, subclass: str | None) -> str | None:
-    """The training label under ``label_set`` ("class3" or "stellar8")."""
+    """The training label under ``label_set`` ("class3", "stellar8" or "fgk")."""
     if label_set == "class3":
         return class3_label(survey_class)
     if label_set == "stellar8":
         return stellar8_label(survey_class, subclass)
+    if label_set == "fgk":
+        label = stellar8_label(survey_class, subclass)
+        return label if label in FGK else None
     raise ValueError(f"label set must be one of {sorted(LABEL_SETS)}, not {label_set!r}")

@@ -30,6 +30,10 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("true_logg", pa.float64()),
         pa.field("true_feh", pa.float64()),
         pa.field("layout", pa.string()),
+        # 2D products of synthetic releases (``synth --with-2d / --with-photometry``):
+        # absolute URIs of the spectrum's stripes and g, r, i cutout files, else null.
+        pa.field("stripes_uri", pa.string()),
+        pa.field("cutout_uri", pa.string()),
     ]
 )
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(MANIFEST_SCHEMA.names)

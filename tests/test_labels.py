@@ -76,3 +76,20 @@ def test_label_sets() -> None:
     assert label_of("stellar8", "STAR", "dM3") == "M"
     with pytest.raises(ValueError):
         label_of("class5", "STAR", "G2")
+
+
+@pytest.mark.parametrize(
+    ("survey_class", "subclass", "expected"),
+    [
+        ("STAR", "F5", "F"),
+        ("STAR", "G2", "G"),
+        ("STAR", "K7", "K"),
+        ("STAR", "A0", None),  # a star, but not F/G/K: out of DRC-Net's task
+        ("STAR", "M2", None),
+        ("STAR", "Carbon", None),
+        ("GALAXY", "G5", None),  # only stars carry a spectral type
+        ("STAR", "", None),
+    ],
+)
+def test_fgk_keeps_only_f_g_k_stars(survey_class, subclass, expected):
+    assert label_of("fgk", survey_class, subclass) == expected

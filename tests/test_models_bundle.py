@@ -17,7 +17,12 @@ def labels_for(model: nn.Module) -> list[str]:
     return [f"class{i}" for i in range(model.head.out_features)]
 
 
-@pytest.mark.parametrize("name", list_models())
+# Full-size models whose round trip is their tiny variant's (same class and code path):
+# MAC-Net's 20096 x 4096 dense layer alone is 330 MB to hash, write and read back.
+ROUND_TRIP_BY_TINY = {"macnet": "macnet_tiny", "cnet": "cnet_tiny"}
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in ROUND_TRIP_BY_TINY])
 def test_round_trip_gives_identical_outputs(name, tmp_path):
     torch.manual_seed(0)
     model = create_model(name, num_classes=3).eval()

@@ -29,12 +29,15 @@ class DecodeOptions:
     ``fetch_threads`` overlaps object-store latency (s3://) within one task; parsing
     stays single-threaded (it holds the GIL). ``header_keys``: ``Spectrum.meta`` keys
     to return as ``header_<key>`` columns, for releases that come as a file listing
-    (no manifest to carry ids, coordinates and labels).
+    (no manifest to carry ids, coordinates and labels). ``products``: the 2D files a
+    row also needs (``stripes_uri``, ``cutout_uri``; see ``decode_2d``), for the
+    stripes and photometry modalities.
     """
 
     n_pix: int = N_PIX
     fetch_threads: int = 8
     header_keys: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()  # "stripes", "cutout": 2D files to decode beside the 1D
 
 
 def _fetch(uri: str) -> bytes | SpectrumReadError:

@@ -17,6 +17,15 @@ from raysurvey.modalities.batch import FLUX, SURVEY
 
 #: Composite modalities and the columns they expand to.
 COMPOSITES = {"audio": ("mel", "mfcc", "lfcc")}
+#: Decoded 2D inputs (CONVENTIONS.md batch keys) and the product files they come from.
+RAW_2D = {"stripe_blue": "stripes", "stripe_red": "stripes", "cutout_gri": "cutout"}
+#: Which product files a modality needs decoded.
+PRODUCTS = {"stripes": ("stripes",), "photometry": ("cutout",)}
+
+
+def products_for(names: Sequence[str]) -> tuple[str, ...]:
+    """The 2D product files the modalities ``names`` read ("stripes", "cutout")."""
+    return tuple(dict.fromkeys(p for n in names for p in PRODUCTS.get(n, ())))
 
 
 def output_columns(names: Sequence[str]) -> list[str]:
@@ -78,7 +87,11 @@ class ComputeModalities:
         inputs = {FLUX: flux}
         if SURVEY in batch:
             inputs[SURVEY] = np.asarray(batch[SURVEY])
-        out = {k: v for k, v in batch.items() if k != FLUX or self.keep_flux}
+        for key in RAW_2D:
+            if key in batch:
+                inputs[key] = np.asarray(batch[key], dtype=np.float32)
+        # the raw stripes and cutouts are big and every modality has been made from them
+        out = {k: v for k, v in batch.items() if (k != FLUX or self.keep_flux) and k not in RAW_2D}
         for name in self.names:
             result = modalities.compute(name, inputs, **self.options.get(name, {}))
             produced = result if isinstance(result, dict) else {name: result}

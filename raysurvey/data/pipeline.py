@@ -9,15 +9,15 @@ consumed by training (``iter_torch_batches``), inference or ``write_features``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from raysurvey.data.decode import DecodeOptions, decode_uris
-from raysurvey.data.features import ComputeModalities, check_modalities
+from raysurvey.data.decode import STATUS_ERROR, STATUS_OK, DecodeOptions, decode_uris
+from raysurvey.data.features import RAW_2D, ComputeModalities, check_modalities, products_for
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,41 @@ def decode_table(table: pa.Table, options: DecodeOptions) -> pa.Table:
     for key in options.header_keys:
         values = decoded.pop(f"header_{key}").tolist()
         table = _fill_nulls(table, key, values)
+    if options.products:
+        decoded = decoded | decode_products(table, options.products, decoded)
     return with_columns(table, decoded)
+
+
+def decode_products(table: pa.Table, products, decoded: dict) -> dict[str, np.ndarray]:
+    """The 2D products of each row (``stripes_uri``, ``cutout_uri``), with ``status`` and
+    ``error`` updated: a row whose 1D spectrum reads but whose stripes or cutout do not
+    is an error row too (the model cannot see it), reported with the product's reason."""
+    from raysurvey.data.decode_2d import decode_cutouts, decode_stripes
+
+    status = np.array(decoded["status"], dtype=object)
+    error = np.array(decoded["error"], dtype=object)
+    out = {}
+    for product, column, fn in (
+        ("stripes", "stripes_uri", decode_stripes),
+        ("cutout", "cutout_uri", decode_cutouts),
+    ):
+        if product not in products:
+            continue
+        uris = (
+            table.column(column).to_pylist()
+            if column in table.column_names
+            else [None] * table.num_rows
+        )
+        result = fn(uris)
+        bad = (result.pop("status") != STATUS_OK) & (status == STATUS_OK)
+        reasons = result.pop("error")
+        status[bad] = STATUS_ERROR
+        for i in np.flatnonzero(bad):  # the row's uri is the 1D file: name the product's
+            code, _, message = str(reasons[i]).partition(": ")
+            where = f"{column} {uris[i]}" if uris[i] else f"no {column}"
+            error[i] = f"{code}: {where}: {message}"
+        out |= result
+    return out | {"status": status, "error": error}
 
 
 def _fill_nulls(table: pa.Table, name: str, values: list) -> pa.Table:
@@ -105,12 +139,16 @@ class ModalityStage(ComputeModalities):
         batch = {name: column_numpy(table, name) for name in ("flux", "status")}
         if "survey" in table.column_names:
             batch["survey"] = column_numpy(table, "survey")
+        for key in RAW_2D:
+            if key in table.column_names:
+                batch[key] = column_numpy(table, key)
         computed = super().__call__(batch)
         computed.pop("status")
         computed.pop("survey", None)
         if not self.keep_flux:
             table = table.drop_columns(["flux"])
             computed.pop("flux", None)
+        table = table.drop_columns([k for k in RAW_2D if k in table.column_names])
         return with_columns(table, computed)
 
 
@@ -195,6 +233,10 @@ def add_modalities(
 
     names = check_modalities(modalities)
     config = config or PipelineConfig()
+    products = products_for(names)
+    if products and not set(products) <= set(config.decode.products):
+        decode = replace(config.decode, products=(*config.decode.products, *products))
+        config = replace(config, decode=decode)
     if repartition:
         # A manifest file is one block; small blocks are what spread decoding over tasks.
         ds = ds.repartition(target_num_rows_per_block=config.decode_batch_size)

@@ -30,6 +30,8 @@ RELEASE_COLUMNS = (
     "zwarning",
     "snr_r",
 )
+#: Carried when a manifest has them: the files of its 2D products (not catalog columns).
+PRODUCT_COLUMNS = ("stripes_uri", "cutout_uri")
 #: Header keys that fill a listed release's columns (``Spectrum.meta`` names).
 HEADER_KEYS = tuple(c for c in RELEASE_COLUMNS if c != "uri")
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts")
@@ -75,7 +77,12 @@ def read_release(uri: str) -> Release:
                 columns.append(table.column(name).cast(field.type))
             else:
                 columns.append(pa.nulls(table.num_rows, field.type))
-        table = pa.table(columns, names=list(RELEASE_COLUMNS))
+        names = list(RELEASE_COLUMNS)
+        for name in PRODUCT_COLUMNS:  # 2D files, for stripes / photometry bundles
+            if name in table.column_names:
+                columns.append(table.column(name).cast(pa.string()))
+                names.append(name)
+        table = pa.table(columns, names=names)
         return Release(uri=uri, table=table, listed=False)
     if not fs.isdir(path):
         raise ReleaseError(f"{uri}: neither a manifest (.parquet) nor a directory / prefix")

@@ -7,7 +7,17 @@ inputs and call any model; bundles (``raysurvey.models.bundle``) carry trained w
 with everything needed to use them. docs/models.md lists the models.
 """
 
-from raysurvey.models import audio_cnn, epsanet, fusion, image_cnn, spec_cnn, vit  # noqa: F401
+from raysurvey.models import (  # noqa: F401
+    audio_cnn,
+    drcnet,
+    epsanet,
+    fusion,
+    image_cnn,
+    macnet,
+    rcnet,
+    spec_cnn,
+    vit,
+)
 from raysurvey.models._registry import config_dict, create_model, list_models, register_model
 from raysurvey.models.attention import ATTENTIONS, get_attention
 from raysurvey.models.inputs import (

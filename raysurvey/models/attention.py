@@ -6,6 +6,10 @@ how it is read on a 1D map. The audio-fusion authors ran their 2D modules on
 [B, C, 1, L] maps (Conv2d with (1, k) kernels), so a 2D module with H = 1 is the
 reference for the 1D reading: pooling "along H" is the identity and pooling "along W"
 is the global pool over L.
+
+``ConvBlockAttention2d`` is CBAM on 2D maps [B, C, H, W] as its paper has it (MAC-Net
+puts it on the 2D-spectrum feature maps); it is not one of ``ATTENTIONS``, which are
+the 1D slot's choices.
 """
 
 from __future__ import annotations
@@ -219,6 +223,34 @@ class ConvBlockAttention(nn.Module):
         x = x * torch.sigmoid(mc).unsqueeze(-1)
         maps = torch.stack([x.mean(dim=1), x.amax(dim=1)], dim=1)  # (B, 2, L)
         return x * torch.sigmoid(self.spatial(maps))
+
+
+class ConvBlockAttention2d(nn.Module):
+    """CBAM (Woo et al. 2018) on 2D maps [B, C, H, W], as the paper defines it.
+
+    The same two steps as ``ConvBlockAttention``, with the pools over H x W and the
+    spatial attention a 7 x 7 convolution of the stacked channel-wise mean and max
+    maps. Shared MLP C -> C/r -> C with biases, r = 16; bias-free spatial convolution
+    without the BatchNorm of the CBAM authors' code, like the 1D module.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, channels),
+        )
+        self.spatial = nn.Conv2d(
+            2, 1, kernel_size=spatial_kernel, padding=spatial_kernel // 2, bias=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mc = self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3)))  # (B, C)
+        x = x * torch.sigmoid(mc)[:, :, None, None]
+        maps = torch.stack([x.mean(dim=1), x.amax(dim=1)], dim=1)  # (B, 2, H, W)
+        return x * torch.sigmoid(self.spatial(maps))  # (B, C, H, W)
 
 
 _FACTORIES = {

@@ -1,8 +1,11 @@
 """From modality arrays to model inputs, and one way to call any registered model.
 
 The pipeline yields modalities in the layouts of CONVENTIONS.md (flux1d [B, N] float,
-images uint8 [B, 224, 224, 3], audio features float [B, F, T]); models take torch
-layouts (flux [B, 1, N], images float [B, 3, H, W] in [0, 1], audio [B, 1, F, T]).
+images uint8 [B, 224, 224, 3], audio features float [B, F, T], stripes float
+[B, 2, 11, W] with the arm axis blue then red, photometry float [B, 64, 64, 3] in
+[-1, 1]); models take torch layouts (flux [B, 1, N], images float [B, 3, H, W] in
+[0, 1], audio [B, 1, F, T], stripes [B, 2, 11, W] unchanged, photometry
+[B, 3, 64, 64]).
 Every model declares the modalities it reads in ``model.modalities``; single-branch
 models take one tensor, the fusion model a dict.
 """
@@ -18,6 +21,8 @@ from torch import nn
 IMAGE_MODALITIES = ("simple", "overlap", "map2d", "line512")
 AUDIO_MODALITIES = ("mel", "mfcc", "lfcc")
 FLUX_MODALITIES = ("flux1d",)
+STRIPE_MODALITIES = ("stripes",)
+PHOTOMETRY_MODALITIES = ("photometry",)
 
 
 class MissingModalityError(KeyError):
@@ -46,6 +51,16 @@ def to_model_tensor(modality: str, array: np.ndarray | torch.Tensor) -> torch.Te
         return x.float().unsqueeze(1) if x.dim() == 3 else x.float()
     if modality in FLUX_MODALITIES:
         return x.float().unsqueeze(1) if x.dim() == 2 else x.float()
+    if modality in STRIPE_MODALITIES:
+        if x.dim() != 4 or x.shape[1] != 2:
+            raise ValueError(
+                f"{modality}: expected [B, 2 arms, rows, columns], got {list(x.shape)}"
+            )
+        return x.float()
+    if modality in PHOTOMETRY_MODALITIES:
+        if x.dim() != 4 or x.shape[-1] != 3:
+            raise ValueError(f"{modality}: expected cutouts [B, H, W, 3], got {list(x.shape)}")
+        return x.permute(0, 3, 1, 2).float()
     raise ValueError(f"no model input layout for modality {modality!r}")
 
 
@@ -67,7 +82,8 @@ def prepare_inputs(
 
 def example_inputs(model: nn.Module, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random model tensors of the right shapes for every modality ``model`` reads
-    (tests, benchmarks, smoke runs): flux and images uniform in [0, 1], audio normal."""
+    (tests, benchmarks, smoke runs): flux and images uniform in [0, 1], audio and
+    stripes normal, photometry uniform in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     branches = getattr(model, "branches", {})
     out = {}
@@ -78,6 +94,12 @@ def example_inputs(model: nn.Module, n: int, seed: int = 0) -> dict[str, torch.T
             out[name] = torch.rand(n, *shape, generator=g)
         elif name in AUDIO_MODALITIES:
             out[name] = torch.randn(n, 1, *owner.input_shape, generator=g)
+        elif name in STRIPE_MODALITIES:
+            shape = (2, owner.config.stripe_rows, owner.config.stripe_width)
+            out[name] = torch.randn(n, *shape, generator=g)
+        elif name in PHOTOMETRY_MODALITIES:
+            size = owner.config.cutout_size
+            out[name] = torch.rand(n, 3, size, size, generator=g) * 2 - 1
         else:
             size = getattr(owner.config, "image_size", 224)
             out[name] = torch.rand(n, 3, size, size, generator=g)

@@ -84,6 +84,12 @@ class SynthConfig:
         Probability that a pipeline label is wrong (truth columns stay right).
     snr_median, snr_sigma, snr_min, snr_max : float
         Log-normal distribution of the target r-band median S/N per pixel, truncated.
+    with_2d : bool
+        Also write each spectrum's blue- and red-arm 2D stripes (``synth/stripes.py``).
+    with_photometry : bool
+        Also write each spectrum's g, r, i cutouts (``synth/photometry.py``).
+    fibre_contamination : float
+        Probability that a neighbouring fibre's light reaches a stripe's edge rows.
     """
 
     n: int
@@ -101,6 +107,9 @@ class SynthConfig:
     snr_sigma: float = 0.8
     snr_min: float = 2.0
     snr_max: float = 300.0
+    with_2d: bool = False
+    with_photometry: bool = False
+    fibre_contamination: float = 0.1
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +130,8 @@ class SynthConfig:
             raise ValueError("label_noise must be in [0, 1]")
         if not 0 < self.snr_min < self.snr_max:
             raise ValueError("need 0 < snr_min < snr_max")
+        if not 0.0 <= self.fibre_contamination <= 1.0:
+            raise ValueError("fibre_contamination must be in [0, 1]")
 
 
 def resolve_templates(templates: str | None) -> str | None:

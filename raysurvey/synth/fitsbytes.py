@@ -99,3 +99,17 @@ def bintable(name: str, columns: Sequence[tuple[str, str, Any]], n_rows: int) ->
         else:
             records[col_name] = np.asarray(values).reshape(field.shape)
     return header + _pad(records.tobytes(), b"\0")
+
+
+def image_extension(body: str, image: np.ndarray) -> bytes:
+    """An IMAGE extension holding a float32 array (1D or 2D), with the cards in ``body``.
+
+    ``body`` should start with the EXTNAME card; the structural cards come first, in the
+    order the FITS standard requires (XTENSION, BITPIX, NAXISn, PCOUNT, GCOUNT).
+    """
+    image = np.ascontiguousarray(image, dtype=">f4")
+    structural: list[Card] = [("XTENSION", "IMAGE", "image extension"), ("BITPIX", -32, "")]
+    structural.append(("NAXIS", image.ndim, ""))
+    structural += [(f"NAXIS{i + 1}", n, "") for i, n in enumerate(reversed(image.shape))]
+    structural += [("PCOUNT", 0, ""), ("GCOUNT", 1, "")]
+    return _header_bytes(structural, body) + _pad(image.tobytes(), b"\0")

@@ -137,6 +137,22 @@ def sample_pixels(rest: RestFrameSpectrum, loglam_obs: np.ndarray, z: float) -> 
     return flux / (1.0 + z)  # f_lambda dims by (1 + z) from stretching
 
 
+def sample_linear(rest: RestFrameSpectrum, edges: np.ndarray, z: float) -> np.ndarray:
+    """Mean observed-frame flux density between consecutive linear-wavelength ``edges``.
+
+    The flux-conserving box average of ``sample_pixels`` for linear pixels (the 2D
+    stripes' columns, the bandpass integration grid): ``len(edges) - 1`` values.
+    """
+    position = (np.log10(np.asarray(edges) / (1.0 + z)) - rest.loglam0) / rest.dloglam + 0.5
+    cumulative = np.concatenate([[0.0], np.cumsum(rest.flux)])
+    inside = np.interp(position, np.arange(cumulative.size), cumulative)
+    flux = np.diff(inside) / np.maximum(np.diff(position), 1e-12)
+    n = rest.flux.size
+    flux[position[1:] <= 0] = rest.flux[:200].mean()
+    flux[position[:-1] >= n] = rest.flux[-200:].mean()
+    return flux / (1.0 + z)
+
+
 def observe(
     rest: RestFrameSpectrum,
     model: SurveyModel,

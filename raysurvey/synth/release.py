@@ -1,7 +1,9 @@
 """Generating a release: every spectrum a pure function of (config, index).
 
 A spectrum's random choices come from ``numpy.random.default_rng([seed, index])``,
-so any worker can make any index in any order and the bytes are the same: chunks
+and its optional 2D stripes' and cutouts' from streams of their own
+(``product_rng``), so turning those on leaves the 1D bytes unchanged. Any worker
+can make any index in any order and the bytes are the same: chunks
 run in one process (``raysurvey synth``) or as Ray tasks (``jobs/make_release.py``)
 with identical output. Files go straight to storage; manifest rows come back per
 chunk and are streamed into ``manifest.parquet`` in index order, so memory stays
@@ -27,12 +29,20 @@ from raysurvey.io.sdss import sdss_specobjid
 from raysurvey.manifest import MANIFEST_SCHEMA, manifest_table
 from raysurvey.synth.config import SURVEY_FRACTIONS, SynthConfig
 from raysurvey.synth.observe import SURVEY_MODELS, ObservedSpectrum, observe
+from raysurvey.synth.photometry import simulate_cutout, write_cutout
 from raysurvey.synth.source import STAR_KINDS, RestFrameSpectrum, SpectrumSource
-from raysurvey.synth.writers import Labels, write_lamost, write_sdss
+from raysurvey.synth.stripes import simulate_stripes, write_stripes
+from raysurvey.synth.writers import Labels, product_cards, write_lamost, write_sdss
 
 C_KMS = 299_792.458
 MANIFEST_NAME = "manifest.parquet"
 TYPE_ORDER = ("O", "B", "A", "F", "G", "K", "M")
+#: Seed-sequence tags of the 2D products' random streams. Four words, the last nonzero:
+#: numpy pads shorter seeds with zeros, so [seed, index, 2] would equal the balanced
+#: mix's [seed, 7, block] stream for index 7 and block 2.
+STRIPES_STREAM = (2, 1)
+CUTOUT_STREAM = (3, 1)
+STRIPES_DIR, CUTOUTS_DIR = "stripes", "cutouts"
 
 
 def make_source(templates: str | None) -> SpectrumSource:
@@ -247,10 +257,47 @@ def simulate(config: SynthConfig, source: SpectrumSource, index: int) -> Simulat
     return Simulated(p, rest, observed, labels, path)
 
 
+def product_rng(config: SynthConfig, index: int, stream: tuple[int, int]) -> np.random.Generator:
+    """The random stream of one 2D product of spectrum ``index`` (never the 1D one)."""
+    return np.random.default_rng([config.seed, index, *stream])
+
+
+def product_path(spectrum_path: str, directory: str, suffix: str) -> str:
+    """``lamost/P/spec-x.fits.gz`` -> ``<directory>/lamost/P/spec-x-<suffix>.fits.gz``."""
+    head, name = posixpath.split(spectrum_path)
+    stem, dot, ext = name.partition(".fits")
+    return posixpath.join(directory, head, f"{stem}-{suffix}{dot}{ext}")
+
+
+def generate_products(config: SynthConfig, sim: Simulated) -> dict[str, tuple[str, bytes]]:
+    """The 2D stripes and cutout files the config asks for: manifest column -> (path, bytes)."""
+    p, labels, index = sim.plan, sim.labels, sim.plan.index
+    specfile = posixpath.basename(sim.path)
+    products: dict[str, tuple[str, bytes]] = {}
+    if config.with_2d:
+        rng = product_rng(config, index, STRIPES_STREAM)
+        stripes = simulate_stripes(sim.rest, p.z, p.snr_r, rng, config.fibre_contamination)
+        cards = product_cards("STRIPES", "LAMOST", labels, p.survey, sim.observed.snr, specfile)
+        path = product_path(sim.path, STRIPES_DIR, "stripes")
+        products["stripes_uri"] = (path, write_stripes(stripes, cards, config.gzip))
+    if config.with_photometry:
+        rng = product_rng(config, index, CUTOUT_STREAM)
+        cutout = simulate_cutout(sim.rest, p.z, p.snr_r, rng)
+        cards = product_cards("CUTOUT", "SDSS 2.5-M", labels, p.survey, sim.observed.snr, specfile)
+        path = product_path(sim.path, CUTOUTS_DIR, "gri")
+        products["cutout_uri"] = (path, write_cutout(cutout, cards, p.ra, p.dec, config.gzip))
+    return products
+
+
 def generate_one(
     config: SynthConfig, source: SpectrumSource, index: int
-) -> tuple[str, bytes, dict]:
-    """(relative path, file bytes, manifest row without ``uri``) of spectrum ``index``."""
+) -> tuple[list[tuple[str, bytes]], dict]:
+    """Files and manifest row of spectrum ``index``.
+
+    Returns ``([(relative path, bytes), ...], row)``: the spectrum file first, then its
+    2D products when asked for; the row lacks ``uri`` and holds the products' relative
+    paths in ``stripes_uri`` / ``cutout_uri`` (``generate_chunk`` makes all absolute).
+    """
     sim = simulate(config, source, index)
     p, rest, observed, labels = sim.plan, sim.rest, sim.observed, sim.labels
     if p.survey == "lamost":
@@ -280,8 +327,14 @@ def generate_one(
         "true_logg": rest.logg,
         "true_feh": rest.feh,
         "layout": layout,
+        "stripes_uri": None,
+        "cutout_uri": None,
     }
-    return sim.path, data, row
+    files = [(sim.path, data)]
+    for column, (path, product) in generate_products(config, sim).items():
+        files.append((path, product))
+        row[column] = path
+    return files, row
 
 
 def output_root(out: str) -> tuple[fsspec.AbstractFileSystem, str, str]:
@@ -301,13 +354,17 @@ def generate_chunk(config: SynthConfig, start: int, stop: int) -> pa.Table:
     made_dirs: set[str] = set()
     rows = []
     for index in range(start, stop):
-        path, data, row = generate_one(config, source, index)
-        directory = posixpath.dirname(posixpath.join(root, path))
-        if directory not in made_dirs:
-            fs.makedirs(directory, exist_ok=True)
-            made_dirs.add(directory)
-        fs.pipe_file(posixpath.join(root, path), data)
-        row["uri"] = posixpath.join(prefix, path)
+        files, row = generate_one(config, source, index)
+        for path, data in files:
+            directory = posixpath.dirname(posixpath.join(root, path))
+            if directory not in made_dirs:
+                fs.makedirs(directory, exist_ok=True)
+                made_dirs.add(directory)
+            fs.pipe_file(posixpath.join(root, path), data)
+        row["uri"] = posixpath.join(prefix, files[0][0])
+        for column in ("stripes_uri", "cutout_uri"):
+            if row[column] is not None:
+                row[column] = posixpath.join(prefix, row[column])
         rows.append(row)
     return manifest_table(rows)
 

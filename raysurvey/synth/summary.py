@@ -39,6 +39,13 @@ def release_summary(manifest_uri: str) -> str:
     )
     rows = [(kind, str(count)) for kind, count in kinds.most_common()]
     lines.append(format_table(rows, ("true type", "count")))
+    products = [
+        f"{label} {table.num_rows - table[column].null_count}"
+        for column, label in (("stripes_uri", "2D stripes"), ("cutout_uri", "gri cutouts"))
+        if column in table.column_names and table[column].null_count < table.num_rows
+    ]
+    if products:
+        lines += ["", "products: " + ", ".join(products)]
     snr = table["snr_r"].to_numpy(zero_copy_only=False)
     quantiles = pc.quantile(table["snr_r"], q=[0.05, 0.25, 0.5, 0.75, 0.95]).to_pylist()
     lines.append("")

@@ -221,3 +221,51 @@ def write_sdss(spec: ObservedSpectrum, labels: Labels, metadata_hdu: str, gzippe
         + bintable("SPZLINE", zline, 2)
     )
     return _finish(data, gzipped)
+
+
+def product_cards(
+    prodtype: str,
+    telescope: str,
+    labels: Labels,
+    survey: str,
+    snr: dict[str, float],
+    specfile: str,
+) -> list[Card]:
+    """Primary-header cards of a 2D stripes or cutout file: the spectrum's ids and labels.
+
+    The same ids as the matching 1D file (OBSID for LAMOST; for SDSS the specObjID as a
+    string in ``SPECOBJ``, since an 8-character keyword cannot say SPECOBJID without
+    HIERARCH), so products pair with spectra by id; ``SPECFILE`` names the 1D file
+    only for people (readers never identify anything by file name).
+    """
+    cards: list[Card] = [
+        ("PRODTYPE", prodtype, "Product type (raysurvey 2D products)"),
+        ("TELESCOP", telescope, "Instrument that recorded this product"),
+        ("ORIGIN", "raysurvey", "Synthetic release generator"),
+        ("SURVEY", survey, "Survey of the matching 1D spectrum"),
+        ("SPECFILE", specfile, "Matching 1D spectrum"),
+    ]
+    if labels.obsid is not None:
+        cards.append(("OBSID", labels.obsid, "Unique number ID of this spectrum"))
+    if labels.specobjid is not None:
+        cards.append(("SPECOBJ", str(labels.specobjid), "SDSS specObjID"))
+    cards += [
+        ("RA", round(labels.ra, 6), "Right ascension of object (deg)"),
+        ("DEC", round(labels.dec, 6), "Declination of object (deg)"),
+        ("CLASS", labels.survey_class, "Pipeline class of the spectrum"),
+        ("SUBCLASS", labels.subclass or "", "Pipeline subclass of the spectrum"),
+        ("Z", round(labels.z, 8), "Pipeline redshift"),
+        ("MJD", labels.mjd, "MJD of the spectrum"),
+        ("FIBERID", labels.fiberid, "Fiber ID of object"),
+    ]
+    if survey == "lamost":
+        cards += [
+            ("PLANID", labels.planid, "Plan ID in use"),
+            ("SPID", labels.spid, "Spectrograph ID"),
+        ]
+    else:
+        cards.append(("PLATEID", labels.plate, "Plate ID"))
+    for band in ("g", "r", "i"):
+        value = snr.get(band, -9999.0)
+        cards.append((f"SNR{band.upper()}", round(value, 2), f"S/N of the 1D spectrum, {band}"))
+    return cards

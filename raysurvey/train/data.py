@@ -21,12 +21,15 @@ TASKS = ("classify", "redshift", "stellar_params")
 #: Regression targets per task: the manifest column, else its synthetic-truth twin.
 TARGETS = {"redshift": ("z",), "stellar_params": ("teff", "logg", "feh")}
 KEEP = ("uri", "survey", "obsid", "specobjid", "class", "subclass", "z")
+#: Carried when the manifest has them: the 2D products' files (``raysurvey synth --with-2d
+#: --with-photometry``), which the pipeline decodes for the stripes/photometry modalities.
+PRODUCT_COLUMNS = ("stripes_uri", "cutout_uri")
 
 
 @dataclass(frozen=True)
 class DataSpec:
     manifest: str
-    labels: str = "stellar8"  # class3 | stellar8 (the label set; for regression: who is in)
+    labels: str = "stellar8"  # class3 | stellar8 | fgk (the label set; regression: who is in)
     task: str = "classify"
     split_seed: int = 0
     balance_to: int | None = None
@@ -85,7 +88,11 @@ def training_tables(spec: DataSpec) -> TrainingTables:
     index = np.flatnonzero(keep)
     table = table.take(pa.array(index))
     label_str = [label_str[i] for i in index]
-    columns = {k: table.column(k) for k in (*KEEP, spec.snr_column) if k in table.column_names}
+    columns = {
+        k: table.column(k)
+        for k in (*KEEP, *PRODUCT_COLUMNS, spec.snr_column)
+        if k in table.column_names
+    }
     out = pa.table(columns)
     out = out.append_column("label_name", pa.array(label_str, pa.string()))
     if targets is None:

@@ -24,6 +24,7 @@ from raysurvey.models import prepare_inputs, run_model
 from raysurvey.models.bundle import load_bundle
 from raysurvey.train.data import DataSpec, training_tables
 from raysurvey.train.metrics import (
+    SNR_BINS,
     accuracy_by_snr,
     catastrophic_rate,
     classification_metrics,
@@ -33,7 +34,7 @@ from raysurvey.train.metrics import (
 from raysurvey.train.run import TRAIN_PIPELINE, build_split_dataset
 
 
-def predict_split(bundle, table, batch_size: int = 64):
+def predict_split(bundle, table, batch_size: int = 64, snr_column: str = "snr_i"):
     """Model outputs for the rows of ``table`` that decode, with their label columns."""
     modalities = tuple(bundle.modalities)
     label_columns = ["label"] if bundle.task == "classify" else ["target", "class"]
@@ -41,10 +42,10 @@ def predict_split(bundle, table, batch_size: int = 64):
         table,
         modalities,
         bundle.modalities,
-        [*label_columns, "snr_i"],
+        [*label_columns, snr_column],
         TRAIN_PIPELINE,
     )
-    outputs, kept, n_error = [], {k: [] for k in [*label_columns, "snr_i"]}, 0
+    outputs, kept, n_error = [], {k: [] for k in [*label_columns, snr_column]}, 0
     with torch.no_grad():
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
             ok = batch["status"] == "ok"
@@ -66,16 +67,24 @@ def evaluate(
     out: str,
     split: str = "test",
     min_snr: float | None = None,
+    snr_column: str | None = None,
+    snr_bins: list[float] | None = None,
 ) -> dict:
     """Score a bundle on ``split`` of ``manifest`` and write the report to ``out``.
 
     ``min_snr``: the S/N cut (default: the one the bundle was trained with; pass 0 to
-    score every S/N, e.g. for the accuracy-per-S/N table).
+    score every S/N, e.g. for the accuracy-per-S/N table). ``snr_column`` and
+    ``snr_bins``: the manifest S/N column of the cut and of the per-bin accuracy, and
+    the bin edges (default: the bundle's, e.g. snr_r and DRC-Net's bins for the drcnet
+    preset; else snr_i and ``metrics.SNR_BINS``).
     """
     bundle = load_bundle(bundle_uri)
     meta = bundle.metadata
     if min_snr is None:
         min_snr = meta.get("min_snr")
+    snr_column = snr_column or meta.get("snr_column") or "snr_i"
+    bins = snr_bins or meta.get("snr_bins") or list(SNR_BINS)
+    bins = [float(b) for b in bins]
     data = training_tables(
         DataSpec(
             manifest=manifest,
@@ -83,6 +92,7 @@ def evaluate(
             task=bundle.task,
             split_seed=int(meta.get("split_seed", 0)),
             min_snr=min_snr or None,
+            snr_column=snr_column,
         )
     )
     if split == "all":
@@ -91,7 +101,7 @@ def evaluate(
         table = pa.concat_tables(data.splits.values())
     else:
         table = data.splits[split]
-    outputs, cols, n_error = predict_split(bundle, table)
+    outputs, cols, n_error = predict_split(bundle, table, snr_column=snr_column)
     result = {
         "bundle": bundle_uri,
         "model_name": bundle.model_name,
@@ -99,6 +109,7 @@ def evaluate(
         "manifest": manifest,
         "split": split,
         "min_snr": min_snr or None,
+        "snr_column": snr_column,
         "n_rows": table.num_rows,
         "n_evaluated": int(len(outputs)),
         "n_unreadable": n_error,
@@ -107,7 +118,7 @@ def evaluate(
         y, pred = cols["label"].astype(int), outputs.argmax(axis=1)
         cm = confusion_matrix(y, pred, len(bundle.labels))
         result |= classification_metrics(cm, bundle.labels)
-        result["accuracy_by_snr"] = accuracy_by_snr(y, pred, cols["snr_i"])
+        result["accuracy_by_snr"] = accuracy_by_snr(y, pred, cols[snr_column], bins)
     else:
         norm = bundle.target_normalisation or {"mean": 0.0, "std": 1.0}
         pred = outputs * np.asarray(norm["std"]) + np.asarray(norm["mean"])
@@ -210,7 +221,7 @@ def _plots(result: dict, fs, path: str) -> None:
     ax.bar(names, [r["accuracy"] for r in rows], color="#1f77b4")
     for k, r in enumerate(rows):
         ax.text(k, r["accuracy"], f"n={r['n']}", ha="center", va="bottom", fontsize=7)
-    ax.set(xlabel="S/N (snr_i)", ylabel="accuracy", ylim=(0, 1.1))
+    ax.set(xlabel=f"S/N ({result.get('snr_column', 'snr_i')})", ylabel="accuracy", ylim=(0, 1.1))
     _save(fig, fs, f"{path}/accuracy_by_snr.png")
     plt.close("all")
 

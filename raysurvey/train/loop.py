@@ -40,6 +40,7 @@ class LoopConfig:
     batch_size: int = 32
     epochs: int = 10
     patience: int | None = None
+    class_weights: tuple[float, ...] | None = None  # cross-entropy weight per label
     amp: bool = True  # bf16 autocast where the worker has a GPU
     shuffle_buffer: int = 256
     seed: int = 0
@@ -210,7 +211,11 @@ def train_loop(config: dict) -> None:
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
-    loss_fn = nn.CrossEntropyLoss() if cfg.task == "classify" else nn.MSELoss()
+    if cfg.task == "classify":
+        weight = torch.tensor(cfg.class_weights, device=device) if cfg.class_weights else None
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
+    else:
+        loss_fn = nn.MSELoss()
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")

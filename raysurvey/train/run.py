@@ -23,7 +23,7 @@ from raysurvey.models.bundle import save_bundle
 from raysurvey.train.data import DataSpec, training_tables
 from raysurvey.train.feature_store import check_options, load_features, rows_for
 from raysurvey.train.loop import STATE_FILE, LoopConfig, train_loop
-from raysurvey.train.presets import get_preset
+from raysurvey.train.presets import get_preset, weight_vector
 
 #: The pipeline on a training cluster: train workers hold CPUs too, so decode tasks
 #: and modality actors ask for less than in a pure feature job.
@@ -36,7 +36,7 @@ class RunSpec:
     model: str
     storage: str
     name: str
-    labels: str = "stellar8"
+    labels: str | None = None  # None: the preset's label set, else stellar8
     task: str = "classify"
     model_config: dict = field(default_factory=dict)
     modality_options: dict = field(default_factory=dict)
@@ -48,7 +48,9 @@ class RunSpec:
     optimizer: str | None = None
     patience: int | None = None
     balance_to: int | None = None  # None: the preset's; 0: no balancing
-    min_snr: float | None = None
+    min_snr: float | None = None  # None: the preset's cut
+    snr_column: str | None = None  # None: the preset's (snr_i unless it says otherwise)
+    class_weights: dict | None = None  # label -> loss weight; None: the preset's, {}: none
     split_seed: int = 0
     num_workers: int = 2
     cpus_per_worker: float = 0.5
@@ -70,6 +72,10 @@ def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dic
     with torch.device("meta"):
         model = create_model(spec.model, **config)
     required = model.modality_options() if hasattr(model, "modality_options") else {}
+    if "stripes" in model.modalities and "stripes" not in required:
+        from raysurvey.modalities.stripes import options_for_width
+
+        required = dict(required) | {"stripes": options_for_width(model.config.stripe_width)}
     options = {
         m: dict(required.get(m, {})) | dict(spec.modality_options.get(m, {}))
         for m in model.modalities
@@ -107,6 +113,13 @@ def fit(spec: RunSpec) -> dict:
 
     spec = dataclasses.replace(spec, storage=absolute_uri(spec.storage))
     preset = get_preset(spec.preset)
+    spec = dataclasses.replace(
+        spec,
+        labels=spec.labels or preset.labels or "stellar8",
+        min_snr=spec.min_snr if spec.min_snr is not None else preset.min_snr,
+        snr_column=spec.snr_column or preset.snr_column,
+        class_weights=preset.class_weights if spec.class_weights is None else spec.class_weights,
+    )
     balance = preset.balance_to if spec.balance_to is None else (spec.balance_to or None)
     data = training_tables(
         DataSpec(
@@ -116,7 +129,11 @@ def fit(spec: RunSpec) -> dict:
             split_seed=spec.split_seed,
             balance_to=balance,
             min_snr=spec.min_snr,
+            snr_column=spec.snr_column,
         )
+    )
+    class_weights = (
+        weight_vector(spec.class_weights, data.label_names) if spec.task == "classify" else None
     )
     model_config, modalities, options = _model_io(spec, len(data.label_names))
     label_columns = ["label"] if spec.task == "classify" else ["target", "class"]
@@ -151,6 +168,7 @@ def fit(spec: RunSpec) -> dict:
         batch_size=spec.batch_size or preset.batch_size,
         epochs=spec.epochs or preset.epochs,
         patience=spec.patience if spec.patience is not None else preset.patience,
+        class_weights=class_weights,
         seed=spec.split_seed,
         fail_at_epoch=spec.fail_at_epoch,
         fail_marker=spec.fail_marker,
@@ -210,6 +228,11 @@ def fit(spec: RunSpec) -> dict:
                 "label_set": spec.labels,
                 "split_seed": spec.split_seed,
                 "min_snr": spec.min_snr,
+                "snr_column": spec.snr_column,
+                "snr_bins": list(preset.snr_bins) if preset.snr_bins else None,
+                "class_weights": dict(zip(data.label_names, class_weights, strict=True))
+                if class_weights
+                else None,
                 "preset": spec.preset,
                 "epoch": best_metrics.get("epoch"),
                 "val_score": best_metrics.get("val_score"),

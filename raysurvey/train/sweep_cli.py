@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from raysurvey.labels import LABEL_SETS
 from raysurvey.train.sweep import Choice, SweepError, SweepSpec, run_sweep
 
 
@@ -18,7 +19,7 @@ def sweep_parser(description: str, name: str) -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="release manifest.parquet (path or s3://)")
     p.add_argument("--storage", required=True, help="sweep root (path or s3://)")
     p.add_argument("--name", default=name, help=f"sweep name under --storage (default {name})")
-    p.add_argument("--labels", default="stellar8", choices=["class3", "stellar8"])
+    p.add_argument("--labels", default="stellar8", choices=sorted(LABEL_SETS))
     p.add_argument("--per-class", type=int, help="at most N spectra of each label")
     p.add_argument("--min-snr", type=float, help="keep spectra with snr_i above this")
     p.add_argument("--epochs", type=int, default=5)

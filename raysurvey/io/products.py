@@ -1,0 +1,201 @@
+"""String-keyed registry of 2D product readers (stripes, cutouts): ``identify`` + ``read``.
+
+The survey readers (``registry.py``) return a ``Spectrum``; products are other
+records (``Stripes``, ``Cutout``), so they have a registry of their own, with the same
+rules: a reader recognises its layout from the primary header's ``PRODTYPE`` and the
+HDU names, never from the file name; sources go through the same fetch, size caps
+and structural walk (``source.py``); every bad input is a ``SpectrumReadError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
+from raysurvey.io.fitsutil import header_value, normalise_class, require_hdu
+from raysurvey.io.reader import open_fits_file
+from raysurvey.io.registry import FitsFile
+from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits, describe_source
+
+
+@dataclass(frozen=True)
+class ProductReader:
+    """One product layout.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, also written to the record's ``meta["layout"]``.
+    product : str
+        ``"stripes"`` or ``"cutout"``: what ``read`` returns.
+    identify : callable
+        ``identify(fits_file) -> bool``; cheap header checks, must not raise.
+    read : callable
+        ``read(fits_file, uri) -> record``; raises ``SpectrumReadError`` on bad content.
+    description : str
+        One line for ``raysurvey readers`` and the docs.
+    """
+
+    name: str
+    product: str
+    identify: Callable[[FitsFile], bool]
+    read: Callable[[FitsFile, str], Any]
+    description: str
+
+
+_PRODUCT_READERS: dict[str, ProductReader] = {}
+
+
+def register_product_reader(reader: ProductReader) -> ProductReader:
+    """Add a product reader; a name may be registered once."""
+    if reader.name in _PRODUCT_READERS:
+        raise ValueError(f"product reader {reader.name!r} is already registered")
+    _PRODUCT_READERS[reader.name] = reader
+    return reader
+
+
+def list_product_readers(product: str | None = None) -> list[ProductReader]:
+    """Registered product readers (of one product, if given) in the order they are tried."""
+    return [r for r in _PRODUCT_READERS.values() if product is None or r.product == product]
+
+
+def get_product_reader(name: str) -> ProductReader:
+    """The product reader registered under ``name``."""
+    try:
+        return _PRODUCT_READERS[name]
+    except KeyError:
+        known = ", ".join(_PRODUCT_READERS)
+        raise KeyError(f"no product reader {name!r}; known: {known}") from None
+
+
+def prodtype(fits_file: FitsFile) -> str:
+    """The primary header's PRODTYPE, upper-cased ('' when absent)."""
+    return str(fits_file.header.get("PRODTYPE", "") or "").strip().upper()
+
+
+def hdu_names(fits_file: FitsFile) -> set[str]:
+    """Upper-case EXTNAMEs of every HDU (loads the headers, not the data)."""
+    return {str(hdu.name).upper() for hdu in fits_file.hdul}
+
+
+def image_hdu(fits_file: FitsFile, extname: str, uri: str, ndim: int) -> tuple[Any, np.ndarray]:
+    """(HDU, float32 data) of a required image extension with ``ndim`` axes.
+
+    ``missing_hdu`` when absent; ``shape_mismatch`` when it is a table, holds no data
+    or has another number of axes. Integer images (raw ADU with BZERO/BSCALE) are
+    scaled by astropy and returned as float32.
+    """
+    hdu = require_hdu(fits_file.hdul, extname, uri)
+    if not isinstance(hdu, fits.ImageHDU):
+        raise SpectrumReadError(
+            uri,
+            ReadErrorReason.SHAPE_MISMATCH,
+            f"HDU {extname} is a {type(hdu).__name__}, not an image",
+        )
+    data = hdu.data
+    if data is None or data.ndim != ndim:
+        shape = None if data is None else data.shape
+        raise SpectrumReadError(
+            uri,
+            ReadErrorReason.SHAPE_MISMATCH,
+            f"HDU {extname} must be a {ndim}D image, got shape {shape}",
+        )
+    return hdu, np.array(data, dtype=np.float32)
+
+
+def optional_image(fits_file: FitsFile, extname: str, uri: str, shape: tuple) -> np.ndarray | None:
+    """An optional image extension of a given shape (None when absent)."""
+    if extname not in hdu_names(fits_file):
+        return None
+    _, data = image_hdu(fits_file, extname, uri, len(shape))
+    if data.shape != shape:
+        raise SpectrumReadError(
+            uri,
+            ReadErrorReason.SHAPE_MISMATCH,
+            f"HDU {extname} has shape {data.shape}, expected {shape}",
+        )
+    return data
+
+
+#: Primary-header keywords of both products -> meta keys.
+_META_KEYWORDS = {
+    "obsid": ("OBSID", int),
+    "ra": ("RA", float),
+    "dec": ("DEC", float),
+    "subclass": ("SUBCLASS", str),
+    "z": ("Z", float),
+    "snr_g": ("SNRG", float),
+    "snr_r": ("SNRR", float),
+    "snr_i": ("SNRI", float),
+    "mjd": ("MJD", int),
+    "fiberid": ("FIBERID", int),
+    "specfile": ("SPECFILE", str),
+}
+
+
+def product_meta(header: Any, layout: str, uri: str) -> dict[str, Any]:
+    """Ids and labels from a product's primary header (None where absent or -9999)."""
+    meta: dict[str, Any] = {"layout": layout, "uri": uri}
+    survey = header_value(header, "SURVEY", kind=str)
+    meta["survey"] = survey.lower() if survey else None
+    for key, (keyword, kind) in _META_KEYWORDS.items():
+        meta[key] = header_value(header, keyword, kind=kind)
+    specobjid = header_value(header, "SPECOBJ", "SPECOBJID", kind=str)
+    meta["specobjid"] = specobjid
+    meta["class"] = normalise_class(header.get("CLASS"))
+    return meta
+
+
+def read_product(
+    source: str | os.PathLike | bytes,
+    product: str,
+    *,
+    uri: str | None = None,
+    layout: str | None = None,
+    limits: SourceLimits = DEFAULT_LIMITS,
+) -> Any:
+    """Read one product file with the first reader of ``product`` that identifies it.
+
+    A valid FITS file of another kind (a survey spectrum, the other product) is
+    ``unknown_layout``; anything unexpected becomes ``bad_header``, so no other
+    exception escapes.
+    """
+    name = uri
+    try:
+        with open_fits_file(source, uri=uri, limits=limits) as fits_file:
+            name = fits_file.uri
+            if layout:
+                reader = get_product_reader(layout)
+            else:
+                reader = next(
+                    (r for r in list_product_readers(product) if _identifies(r, fits_file)), None
+                )
+            if reader is None:
+                found = prodtype(fits_file) or "none"
+                names = [hdu.name for hdu in fits_file.hdul]
+                raise SpectrumReadError(
+                    name,
+                    ReadErrorReason.UNKNOWN_LAYOUT,
+                    f"not a {product} file (PRODTYPE {found}, HDUs {names})",
+                )
+            return reader.read(fits_file, name)
+    except SpectrumReadError:
+        raise
+    except Exception as exc:  # keep the contract: one exception type for bad input
+        name = name or describe_source(source)
+        raise SpectrumReadError(
+            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _identifies(reader: ProductReader, fits_file: FitsFile) -> bool:
+    try:
+        return bool(reader.identify(fits_file))
+    except Exception:  # a malformed HDU is "not this layout", never a crash
+        return False
