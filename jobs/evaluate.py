@@ -1,10 +1,12 @@
 """Evaluate a model bundle on a release: metrics.json, confusion matrix, accuracy per S/N.
 
     python jobs/evaluate.py --bundle /tmp/bundles/coord-s0 --manifest REL/manifest.parquet \\
-        --out /tmp/eval/coord-s0 [--split test|val|train|all]
+        --out /tmp/eval/coord-s0 [--split test|val|train|all|heldout]
 
 By default the test split of the seed the bundle was trained with (held-out rows),
-with the bundle's S/N cut; ``--min-snr 0`` scores every S/N (the per-S/N table).
+with the bundle's S/N cut; ``--min-snr 0`` scores every S/N (the per-S/N table), and
+``--split heldout --min-snr 0`` every spectrum the model never trained on (DRC-Net's
+protocol: trained at S/N_r > 30, tested at every S/N).
 Writes metrics.json (top-level accuracy, macro_f1, per_class), confusion_matrix.png,
 accuracy_by_snr.png/.csv and per_class.md (the audio-fusion paper's Table 6 layout).
 """
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", required=True, help="bundle directory (path or s3://)")
     p.add_argument("--manifest", required=True, help="manifest.parquet (path or s3://)")
     p.add_argument("--out", required=True, help="report directory (path or s3://)")
-    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all", "heldout"])
     p.add_argument(
         "--min-snr",
         type=float,

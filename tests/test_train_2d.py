@@ -114,6 +114,11 @@ def test_drcnet_preset_trains_fgk_above_snr_30_and_scores_every_bin(
     assert sum(r["n"] for r in result["accuracy_by_snr"][:3]) == fgk - fgk_bright
     csv = (tmp_path / "eval" / "accuracy_by_snr.csv").read_text().splitlines()
     assert csv[0] == "snr_lo,snr_hi,n,accuracy" and len(csv) == 5
+    # held out: every F/G/K star the model never trained on (faint ones included)
+    heldout = evaluate(
+        summary["bundle"]["uri"], release_2d, str(tmp_path / "held"), split="heldout", min_snr=0
+    )
+    assert heldout["n_evaluated"] == fgk - sum(summary["counts"]["train"].values())
 
 
 def test_a_damaged_or_missing_product_makes_an_error_row(release_2d, tmp_path):

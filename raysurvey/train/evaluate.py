@@ -73,7 +73,9 @@ def evaluate(
     """Score a bundle on ``split`` of ``manifest`` and write the report to ``out``.
 
     ``min_snr``: the S/N cut (default: the one the bundle was trained with; pass 0 to
-    score every S/N, e.g. for the accuracy-per-S/N table). ``snr_column`` and
+    score every S/N, e.g. for the accuracy-per-S/N table). ``split`` "heldout": every
+    row the bundle never trained on (``heldout_rows``), with ``min_snr=0`` the
+    DRC-Net protocol. ``snr_column`` and
     ``snr_bins``: the manifest S/N column of the cut and of the per-bin accuracy, and
     the bin edges (default: the bundle's, e.g. snr_r and DRC-Net's bins for the drcnet
     preset; else snr_i and ``metrics.SNR_BINS``).
@@ -99,6 +101,8 @@ def evaluate(
         import pyarrow as pa
 
         table = pa.concat_tables(data.splits.values())
+    elif split == "heldout":
+        table = heldout_rows(data.splits, meta.get("min_snr"), snr_column)
     else:
         table = data.splits[split]
     outputs, cols, n_error = predict_split(bundle, table, snr_column=snr_column)
@@ -129,6 +133,21 @@ def evaluate(
             result["catastrophic_rate"] = catastrophic_rate(y[:, 0], pred[:, 0], cols["class"])
     write_report(result, out)
     return result
+
+
+def heldout_rows(splits: dict, trained_above: float | None, snr_column: str):
+    """Every row the model never trained on: validation and test rows, and the training
+    split's rows at or below the training S/N cut (DRC-Net trains at S/N_r > 30 and is
+    tested at every S/N, so its faint training-split spectra are held out too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = [splits["val"], splits["test"]]
+    if trained_above:
+        train = splits["train"]
+        faint = pc.fill_null(pc.less_equal(train.column(snr_column), trained_above), True)
+        parts.append(train.filter(faint))
+    return pa.concat_tables(parts)
 
 
 def evaluate_stored(
