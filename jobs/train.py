@@ -114,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         help="loss weight per label, e.g. GALAXY=1,QSO=3,STAR=1 ('none': off; "
         "default: the preset's)",
     )
+    p.add_argument(
+        "--recalibrate-bn",
+        action=argparse.BooleanOptionalAction,
+        help="re-estimate BatchNorm statistics without dropout each epoch (default: the "
+        "preset's; on for macnet)",
+    )
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--cpus-per-worker", type=float, default=0.5)
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             min_snr=args.min_snr,
             snr_column=args.snr_column,
             class_weights=parse_class_weights(args.class_weights),
+            recalibrate_bn=args.recalibrate_bn,
             split_seed=args.split_seed,
             num_workers=args.num_workers,
             cpus_per_worker=args.cpus_per_worker,

@@ -21,6 +21,7 @@ def test_2d_presets_carry_their_papers_tasks():
         )  # fmt: skip
     assert (macnet.model, macnet.labels, macnet.min_snr) == ("macnet", "class3", None)
     assert macnet.class_weights == {"GALAXY": 1.0, "QSO": 3.0, "STAR": 1.0}
+    assert macnet.recalibrate_bn and not drcnet.recalibrate_bn
     assert (drcnet.model, drcnet.labels, drcnet.min_snr, drcnet.snr_column) == (
         "drcnet", "fgk", 30.0, "snr_r"
     )  # fmt: skip

@@ -74,6 +74,7 @@ def test_macnet_preset_trains_class3_with_weights_and_evaluates(release_2d, tmp_
     bundle = load_bundle(summary["bundle"]["uri"])
     assert bundle.metadata["class_weights"] == {"STAR": 1.0, "GALAXY": 1.0, "QSO": 3.0}
     assert bundle.metadata["label_set"] == "class3" and bundle.metadata["preset"] == "macnet"
+    assert bundle.metadata["recalibrate_bn"] is True  # dropout before BatchNorm
     assert bundle.modalities == {"stripes": {"variant": "macnet"}, "photometry": {}}
     result = evaluate(summary["bundle"]["uri"], release_2d, str(tmp_path / "eval"), split="all")
     assert result["n_evaluated"] == result["n_rows"] == 50 and result["n_unreadable"] == 0

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from raysurvey.models import create_model, prepare_inputs, run_model
+from raysurvey.train.batchnorm import recalibrate_batchnorm
 from raysurvey.train.metrics import C_KM_S, CATASTROPHIC_KM_S, classification_metrics
 
 STATE_FILE = "state.pt"
@@ -41,6 +42,7 @@ class LoopConfig:
     epochs: int = 10
     patience: int | None = None
     class_weights: tuple[float, ...] | None = None  # cross-entropy weight per label
+    recalibrate_bn: bool = False  # re-estimate BatchNorm statistics each epoch (batchnorm.py)
     amp: bool = True  # bf16 autocast where the worker has a GPU
     shuffle_buffer: int = 256
     seed: int = 0
@@ -173,6 +175,14 @@ def _usable(batch: dict) -> dict | None:
     return {k: v[ok] for k, v in batch.items()}
 
 
+def _usable_batches(batches):
+    """The decoded rows of each batch, skipping batches too small for BatchNorm."""
+    for batch in batches:
+        batch = _usable(batch)
+        if batch is not None and len(batch["status"]) >= 2:
+            yield batch
+
+
 def _maybe_fail(cfg: LoopConfig, epoch: int, rank: int, world: int) -> None:
     """Test hook: the last worker dies once in ``fail_at_epoch`` (a marker file keeps
     the restarted worker from failing again)."""
@@ -240,6 +250,14 @@ def train_loop(config: dict) -> None:
             optimizer.step()
             train_stats.add(loss.item(), out, batch)
 
+        if cfg.recalibrate_bn:
+            recalibrate_batchnorm(
+                _unwrap(model),  # no DDP collectives: each worker's own pass
+                _usable_batches(
+                    train_shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy")
+                ),
+                lambda m, b: run_model(m, prepare_inputs(b, cfg.modalities, device)),
+            )
         model.eval()
         val_stats = EpochStats(cfg)
         with torch.no_grad():

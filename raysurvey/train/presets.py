@@ -34,6 +34,7 @@ class TrainPreset:
     snr_column: str = "snr_i"  # ... on this manifest column (also the evaluation bins')
     class_weights: dict = field(default_factory=dict)  # label -> loss weight (1 if absent)
     snr_bins: tuple[float, ...] | None = None  # evaluation bins (None: metrics.SNR_BINS)
+    recalibrate_bn: bool = False  # BatchNorm statistics re-estimated each epoch (dropout-BN)
 
 
 PRESETS: dict[str, TrainPreset] = {
@@ -56,6 +57,7 @@ PRESETS: dict[str, TrainPreset] = {
         model="macnet",
         labels="class3",
         class_weights={"GALAXY": 1.0, "QSO": 3.0, "STAR": 1.0},
+        recalibrate_bn=True,  # dropout 0.5 before every arm BatchNorm (train/batchnorm.py)
     ),
     "drcnet": TrainPreset(
         "adagrad",

@@ -51,6 +51,7 @@ class RunSpec:
     min_snr: float | None = None  # None: the preset's cut
     snr_column: str | None = None  # None: the preset's (snr_i unless it says otherwise)
     class_weights: dict | None = None  # label -> loss weight; None: the preset's, {}: none
+    recalibrate_bn: bool | None = None  # None: the preset's
     split_seed: int = 0
     num_workers: int = 2
     cpus_per_worker: float = 0.5
@@ -135,6 +136,7 @@ def fit(spec: RunSpec) -> dict:
     class_weights = (
         weight_vector(spec.class_weights, data.label_names) if spec.task == "classify" else None
     )
+    recalibrate_bn = preset.recalibrate_bn if spec.recalibrate_bn is None else spec.recalibrate_bn
     model_config, modalities, options = _model_io(spec, len(data.label_names))
     label_columns = ["label"] if spec.task == "classify" else ["target", "class"]
     if spec.features:
@@ -169,6 +171,7 @@ def fit(spec: RunSpec) -> dict:
         epochs=spec.epochs or preset.epochs,
         patience=spec.patience if spec.patience is not None else preset.patience,
         class_weights=class_weights,
+        recalibrate_bn=recalibrate_bn,
         seed=spec.split_seed,
         fail_at_epoch=spec.fail_at_epoch,
         fail_marker=spec.fail_marker,
@@ -233,6 +236,7 @@ def fit(spec: RunSpec) -> dict:
                 "class_weights": dict(zip(data.label_names, class_weights, strict=True))
                 if class_weights
                 else None,
+                "recalibrate_bn": recalibrate_bn,
                 "preset": spec.preset,
                 "epoch": best_metrics.get("epoch"),
                 "val_score": best_metrics.get("val_score"),
