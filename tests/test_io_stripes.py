@@ -301,10 +301,11 @@ def test_missing_file_is_not_found(tmp_path) -> None:
 
 
 def test_survey_reader_does_not_take_products(products: Products) -> None:
-    for data in (products.stripes_bytes, products.cutout_bytes):
+    for data, kind in ((products.stripes_bytes, "STRIPES"), (products.cutout_bytes, "CUTOUT")):
         with pytest.raises(SpectrumReadError) as info:
             read_spectrum(data, uri="product")
         assert info.value.reason is R.UNKNOWN_LAYOUT
+        assert f"a {kind} product file, not a 1D spectrum" in info.value.message
 
 
 @pytest.mark.parametrize("seed", range(16))

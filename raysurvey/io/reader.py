@@ -82,8 +82,17 @@ def read_spectrum(
             reader = get_reader(layout) if layout else identify_layout(fits_file)
             if reader is None:
                 names = [hdu.name for hdu in fits_file.hdul]
+                product = str(fits_file.header.get("PRODTYPE", "") or "").strip().upper()
+                hint = (
+                    f" (a {product} product file, not a 1D spectrum: classify from the "
+                    "release's manifest, which names each spectrum's products)"
+                    if product in ("STRIPES", "CUTOUT")
+                    else ""
+                )
                 raise SpectrumReadError(
-                    name, ReadErrorReason.UNKNOWN_LAYOUT, f"no reader recognises HDUs {names}"
+                    name,
+                    ReadErrorReason.UNKNOWN_LAYOUT,
+                    f"no reader recognises HDUs {names}{hint}",
                 )
             return reader.read(fits_file, name)
     except SpectrumReadError:
