@@ -19,9 +19,9 @@ from astropy.io import fits
 
 from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
 from raysurvey.io.fitsutil import header_value, normalise_class, require_hdu
-from raysurvey.io.reader import open_fits_file
+from raysurvey.io.reader import read_typed
 from raysurvey.io.registry import FitsFile
-from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits, describe_source
+from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits
 
 
 @dataclass(frozen=True)
@@ -166,32 +166,22 @@ def read_product(
     ``unknown_layout``; anything unexpected becomes ``bad_header``, so no other
     exception escapes.
     """
-    name = uri
-    try:
-        with open_fits_file(source, uri=uri, limits=limits) as fits_file:
-            name = fits_file.uri
-            if layout:
-                reader = get_product_reader(layout)
-            else:
-                reader = next(
-                    (r for r in list_product_readers(product) if _identifies(r, fits_file)), None
-                )
-            if reader is None:
-                found = prodtype(fits_file) or "none"
-                names = [hdu.name for hdu in fits_file.hdul]
-                raise SpectrumReadError(
-                    name,
-                    ReadErrorReason.UNKNOWN_LAYOUT,
-                    f"not a {product} file (PRODTYPE {found}, HDUs {names})",
-                )
-            return reader.read(fits_file, name)
-    except SpectrumReadError:
-        raise
-    except Exception as exc:  # keep the contract: one exception type for bad input
-        name = name or describe_source(source)
+
+    def pick(fits_file: FitsFile) -> ProductReader:
+        if layout:
+            return get_product_reader(layout)
+        for reader in list_product_readers(product):
+            if _identifies(reader, fits_file):
+                return reader
+        found = prodtype(fits_file) or "none"
+        names = [hdu.name for hdu in fits_file.hdul]
         raise SpectrumReadError(
-            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
-        ) from None
+            fits_file.uri,
+            ReadErrorReason.UNKNOWN_LAYOUT,
+            f"not a {product} file (PRODTYPE {found}, HDUs {names})",
+        )
+
+    return read_typed(source, pick, uri=uri, limits=limits)
 
 
 def _identifies(reader: ProductReader, fits_file: FitsFile) -> bool:

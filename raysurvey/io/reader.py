@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
@@ -75,26 +76,46 @@ def read_spectrum(
     SpectrumReadError
         For every kind of bad input; no other exception escapes.
     """
+
+    def pick(fits_file: FitsFile) -> SurveyReader:
+        reader = get_reader(layout) if layout else identify_layout(fits_file)
+        if reader is None:
+            names = [hdu.name for hdu in fits_file.hdul]
+            product = str(fits_file.header.get("PRODTYPE", "") or "").strip().upper()
+            hint = (
+                f" (a {product} product file, not a 1D spectrum: classify from the "
+                "release's manifest, which names each spectrum's products)"
+                if product in ("STRIPES", "CUTOUT")
+                else ""
+            )
+            raise SpectrumReadError(
+                fits_file.uri,
+                ReadErrorReason.UNKNOWN_LAYOUT,
+                f"no reader recognises HDUs {names}{hint}",
+            )
+        return reader
+
+    return read_typed(source, pick, uri=uri, limits=limits)
+
+
+def read_typed(
+    source: str | os.PathLike | bytes,
+    pick: Callable[[FitsFile], Any],
+    *,
+    uri: str | None = None,
+    limits: SourceLimits = DEFAULT_LIMITS,
+):
+    """Open ``source``, let ``pick(fits_file)`` choose a reader (or raise), read with it.
+
+    The one place that keeps the readers' contract: ``SpectrumReadError`` for every
+    kind of bad input, anything unexpected turned into ``bad_header`` naming the file.
+    Survey spectra (``read_spectrum``) and 2D products (``io.products``) share it.
+    """
     name = uri
     try:
         with open_fits_file(source, uri=uri, limits=limits) as fits_file:
             name = fits_file.uri
-            reader = get_reader(layout) if layout else identify_layout(fits_file)
-            if reader is None:
-                names = [hdu.name for hdu in fits_file.hdul]
-                product = str(fits_file.header.get("PRODTYPE", "") or "").strip().upper()
-                hint = (
-                    f" (a {product} product file, not a 1D spectrum: classify from the "
-                    "release's manifest, which names each spectrum's products)"
-                    if product in ("STRIPES", "CUTOUT")
-                    else ""
-                )
-                raise SpectrumReadError(
-                    name,
-                    ReadErrorReason.UNKNOWN_LAYOUT,
-                    f"no reader recognises HDUs {names}{hint}",
-                )
-            return reader.read(fits_file, name)
+            return pick(fits_file).read(fits_file, name)
     except SpectrumReadError:
         raise
     except Exception as exc:  # keep the contract: one exception type for bad input

@@ -23,6 +23,7 @@ import torch
 from raysurvey.models import prepare_inputs, run_model
 from raysurvey.models.bundle import load_bundle
 from raysurvey.train.data import DataSpec, training_tables
+from raysurvey.train.figures import save_png
 from raysurvey.train.metrics import (
     SNR_BINS,
     accuracy_by_snr,
@@ -232,7 +233,7 @@ def _plots(result: dict, fs, path: str) -> None:
         xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels
     )
     ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {result['accuracy']:.3f}")
-    _save(fig, fs, f"{path}/confusion_matrix.png")
+    save_png(fig, fs, f"{path}/confusion_matrix.png")
 
     rows = [r for r in result["accuracy_by_snr"] if r["n"]]
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -241,15 +242,5 @@ def _plots(result: dict, fs, path: str) -> None:
     for k, r in enumerate(rows):
         ax.text(k, r["accuracy"], f"n={r['n']}", ha="center", va="bottom", fontsize=7)
     ax.set(xlabel=f"S/N ({result.get('snr_column', 'snr_i')})", ylabel="accuracy", ylim=(0, 1.1))
-    _save(fig, fs, f"{path}/accuracy_by_snr.png")
+    save_png(fig, fs, f"{path}/accuracy_by_snr.png")
     plt.close("all")
-
-
-def _save(fig, fs, uri: str) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    with fs.open(uri, "wb") as f:
-        f.write(buf.getvalue())

@@ -9,11 +9,12 @@ same bins, e.g. ``--min-snr 0`` and the drcnet preset's bins) and writes one tab
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
 import fsspec
+
+from raysurvey.train.figures import save_png
 
 
 class CompareError(ValueError):
@@ -117,9 +118,4 @@ def _chart(rows: list[dict], names: list[str], column: str, fs, uri: str) -> Non
     ax.set_xticks(range(len(rows)), [row["bin"] for row in rows])
     ax.set(xlabel=f"S/N ({column})", ylabel="accuracy", ylim=(0, 1.1))
     ax.legend(fontsize=8, loc="lower right")
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    with fs.open(uri, "wb") as f:
-        f.write(buf.getvalue())
+    save_png(fig, fs, uri)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import fsspec
 import numpy as np
 
+from raysurvey.train.figures import save_png
 from raysurvey.train.sweep import RESULT_FIELDS, SweepSpec
 
 
@@ -126,8 +127,6 @@ def _export_best(sweep: SweepSpec, rows: list[dict], results: list[dict]) -> dic
 
 
 def _chart(rows: list[dict], sweep: SweepSpec, fs, uri: str) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,9 +150,4 @@ def _chart(rows: list[dict], sweep: SweepSpec, fs, uri: str) -> None:
            title=f"{sweep.name}: mean ± std over seeds")  # fmt: skip
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.legend(fontsize=7, loc="lower right")
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    with fs.open(uri, "wb") as f:
-        f.write(buf.getvalue())
+    save_png(fig, fs, uri)
