@@ -17,13 +17,19 @@ import argparse
 import sys
 import time
 
-import fsspec
-import pyarrow.dataset as pads
-import ray
+try:
+    import fsspec
+    import pyarrow.dataset as pads
+    import ray
 
-from raysurvey.data import PipelineConfig, build_dataset, output_columns
-from raysurvey.data.features import check_modalities, parse_options
-from raysurvey.data.write import nullify_errors
+    from raysurvey.data import PipelineConfig, build_dataset, output_columns
+    from raysurvey.data.features import check_modalities, parse_options
+    from raysurvey.data.write import nullify_errors
+except ModuleNotFoundError as error:  # run by a python that lacks the project
+    sys.exit(
+        f"raysurvey's dependencies are not importable from {sys.executable} ({error}): "
+        "activate the venv (source .venv/bin/activate) or run in the project's image"
+    )
 
 
 def _prepare_output(out: str, overwrite: bool) -> None:

@@ -18,16 +18,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raysurvey.infer import (
-    CatalogCheckError,
-    CatalogPlanError,
-    CatalogStoreError,
-    ClassifyConfig,
-    ReleaseError,
-    classify_release,
-)
-from raysurvey.infer.query import catalog_summary
-from raysurvey.models.bundle import BundleError
+try:
+    from raysurvey.infer import (
+        CatalogCheckError,
+        CatalogPlanError,
+        CatalogStoreError,
+        ClassifyConfig,
+        ReleaseError,
+        classify_release,
+    )
+    from raysurvey.infer.query import catalog_summary
+    from raysurvey.models.bundle import BundleError
+except ModuleNotFoundError as error:  # run by a python that lacks the project
+    sys.exit(
+        f"raysurvey's dependencies are not importable from {sys.executable} ({error}): "
+        "activate the venv (source .venv/bin/activate) or run in the project's image"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,12 +21,18 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 
-import pyarrow as pa
-import ray
+try:
+    import pyarrow as pa
+    import ray
 
-from raysurvey.cli import _synth_config, add_synth_arguments
-from raysurvey.synth import SynthConfig, generate_chunk, write_release
-from raysurvey.synth.summary import release_summary
+    from raysurvey.cli import add_synth_arguments, synth_config
+    from raysurvey.synth import SynthConfig, generate_chunk, write_release
+    from raysurvey.synth.summary import release_summary
+except ModuleNotFoundError as error:  # run by a python that lacks the project
+    sys.exit(
+        f"raysurvey's dependencies are not importable from {sys.executable} ({error}): "
+        "activate the venv (source .venv/bin/activate) or run in the project's image"
+    )
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-in-flight", type=int, default=0, help="chunks running at once (default: 2 x CPUs)"
     )
     args = parser.parse_args(argv)
-    config = _synth_config(args)
+    config = synth_config(args)
     if config.templates:  # workers on other nodes need the same path: make it absolute here
         config = SynthConfig(**{**config.__dict__, "templates": os.path.abspath(config.templates)})
     ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)

@@ -8,8 +8,11 @@
     ray job submit --working-dir . -- python jobs/train.py ... --use-gpu --num-workers 8 \\
         --storage s3://bucket/runs
 
-The manifest is split 8:1:1 by object id (``--split-seed``); the training split can be
-balanced by replication (``--balance-to``, the audio-fusion preset's 6000). Workers
+The manifest is split 8:1:1 by object id (``--split-seed``); the training split is
+balanced by replication (``--balance-to``: the default preset's ``largest``, up to the
+largest class; ``--preset audio_fusion``: 6000 a class, as published; 0: off), and the
+modalities are computed once and kept when they fit the object store
+(``--[no-]cache-features``): the first lines printed say both. Workers
 read shards of the streaming pipeline (modalities computed by CPU actors while they
 train), DDP via ``prepare_model``, bf16 autocast on GPUs. A checkpoint per epoch goes
 to ``--storage``/``--name``; rerunning the same command resumes from the last one,
@@ -24,14 +27,20 @@ import json
 import sys
 import time
 
-import fsspec
+try:
+    import fsspec
 
-from raysurvey.data.features import parse_options
-from raysurvey.labels import LABEL_SETS
-from raysurvey.models import list_models
-from raysurvey.train.data import TASKS
-from raysurvey.train.presets import PRESETS
-from raysurvey.train.run import RunSpec, absolute_uri, fit
+    from raysurvey.data.features import parse_options
+    from raysurvey.labels import LABEL_SETS
+    from raysurvey.models import list_models
+    from raysurvey.train.data import TASKS, parse_manifest_arg
+    from raysurvey.train.presets import BALANCE_LARGEST, DEFAULT_PRESET, PRESETS
+    from raysurvey.train.run import RunSpec, absolute_uri, fit
+except ModuleNotFoundError as error:  # run by a python that lacks the project
+    sys.exit(
+        f"raysurvey's dependencies are not importable from {sys.executable} ({error}): "
+        "activate the venv (source .venv/bin/activate) or run in the project's image"
+    )
 
 
 def _value(text: str):
@@ -82,7 +91,15 @@ def parse_class_weights(text: str | None) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--manifest", required=True, help="manifest.parquet (path or s3://)")
+    p.add_argument(
+        "--manifest",
+        action="append",
+        required=True,
+        metavar="URI[@WEIGHT]",
+        help="manifest.parquet (path or s3://); repeat to train on several, e.g. a synthetic "
+        "release and real spectra (`raysurvey manifest`), each with a training sampling "
+        "weight (default 1)",
+    )
     p.add_argument("--model", choices=list_models(), help="default: the preset's (macnet, drcnet)")
     p.add_argument("--modalities", help="comma-separated (fusion) or the one modality read")
     p.add_argument("--attention", help="spec_cnn / fusion attention (none, se, eca, ...)")
@@ -99,14 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         "--labels", choices=sorted(LABEL_SETS), help="default: the preset's, else stellar8"
     )
     p.add_argument("--task", default="classify", choices=TASKS)
-    p.add_argument("--preset", default="audio_fusion", choices=list(PRESETS))
+    p.add_argument(
+        "--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="see docs/training.md"
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--optimizer", choices=["adam", "adamw", "adagrad", "sgd"])
     p.add_argument("--patience", type=int, help="early stopping on validation loss")
-    p.add_argument("--balance-to", type=int, help="replicate train classes to N (0: off)")
+    p.add_argument(
+        "--balance-to",
+        type=lambda v: v if v == BALANCE_LARGEST else int(v),
+        help=f"replicate train classes to N rows, or to the {BALANCE_LARGEST} class (0: off; "
+        "default: the preset's)",
+    )
     p.add_argument("--min-snr", type=float, help="keep spectra with S/N above this")
     p.add_argument("--snr-column", help="S/N column of the cut (default: the preset's, snr_i)")
     p.add_argument(
@@ -120,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         help="re-estimate BatchNorm statistics without dropout each epoch (default: the "
         "preset's; on for macnet)",
     )
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="augment the flux1d input of the training split (tilt, scale, masked chunk, "
+        "noise, spikes, shift; docs/real-data.md)",
+    )
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--cpus-per-worker", type=float, default=0.5)
@@ -127,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-failures", type=int, default=1)
     p.add_argument(
         "--cache-features",
-        action="store_true",
-        help="compute modalities once and keep them in the object store",
+        action=argparse.BooleanOptionalAction,
+        help="compute modalities once and keep them in the object store (default: when "
+        "they take at most a quarter of it)",
     )
     p.add_argument("--storage", required=True, help="checkpoint root (path or s3://)")
     p.add_argument("--name", required=True, help="run name (same name: resume)")
@@ -141,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--model is required with --preset {args.preset}")
     args.model = model
 
+    try:
+        manifests = [parse_manifest_arg(m) for m in args.manifest]
+    except ValueError as error:
+        p.error(str(error))
+
     import ray
 
     if not ray.is_initialized():
@@ -148,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     summary = fit(
         RunSpec(
-            manifest=args.manifest,
+            manifest=tuple(m for m, _ in manifests),
+            manifest_weights=tuple(w for _, w in manifests),
             model=args.model,
             storage=absolute_uri(args.storage),
             name=args.name,
@@ -168,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             snr_column=args.snr_column,
             class_weights=parse_class_weights(args.class_weights),
             recalibrate_bn=args.recalibrate_bn,
+            augment=args.augment,
             split_seed=args.split_seed,
             num_workers=args.num_workers,
             cpus_per_worker=args.cpus_per_worker,

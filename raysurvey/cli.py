@@ -54,7 +54,9 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return cmd_read(argparse.Namespace(sources=paths))
 
 
-def _synth_config(args: argparse.Namespace):
+def synth_config(args: argparse.Namespace):
+    """The ``SynthConfig`` of parsed ``raysurvey synth`` options (``add_synth_arguments``;
+    shared with jobs/make_release.py); says where the spectra come from."""
     from raysurvey.synth import SynthConfig, parse_classes, resolve_templates
 
     templates = resolve_templates(args.templates)
@@ -82,10 +84,14 @@ def _synth_config(args: argparse.Namespace):
         snr_sigma=args.snr_sigma,
         snr_min=args.snr_min,
         snr_max=args.snr_max,
+        realism=args.realism,
         with_2d=args.with_2d,
         with_photometry=args.with_photometry,
         fibre_contamination=args.fibre_contamination,
     )
+
+
+_synth_config = synth_config  # the old private name (tests/test_synth_2d.py imports it)
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +125,13 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr-min", type=float, default=2.0)
     parser.add_argument("--snr-max", type=float, default=300.0)
     parser.add_argument(
+        "--realism",
+        choices=("survey", "clean"),
+        default="survey",
+        help="survey: real populations, instrument effects and file variants (default); "
+        "clean: the earlier, tidier model",
+    )
+    parser.add_argument(
         "--with-2d",
         action="store_true",
         help="also write blue/red 2D spectrum stripes per spectrum (OUT/stripes/...)",
@@ -142,7 +155,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from raysurvey.synth import write_release
     from raysurvey.synth.summary import release_summary
 
-    config = _synth_config(args)
+    config = synth_config(args)
     manifest = write_release(config, chunk_size=args.chunk_size)
     print(release_summary(manifest))
     return 0
@@ -157,10 +170,13 @@ def cmd_release_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_spectra(args: argparse.Namespace) -> int:
-    """Plot one spectrum per true class of a release (read back from its files) to a PNG."""
-    from raysurvey.synth.plot import plot_release
+    """Plot one spectrum per class of a release (or beside real ones: --compare) to a PNG."""
+    from raysurvey.synth.plot import plot_compare, plot_release
 
-    path = plot_release(args.manifest, args.out, min_snr=args.min_snr)
+    if args.compare:
+        path = plot_compare(args.manifest, args.compare, args.out)
+    else:
+        path = plot_release(args.manifest, args.out, min_snr=args.min_snr)
     print(f"wrote {path}")
     return 0
 
@@ -242,9 +258,142 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _query_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("catalog", help="catalog directory written by classify_release")
+    parser.add_argument(
+        "catalog", help="catalog directory written by classify_release, or a HATS directory"
+    )
     parser.add_argument("sql", help='e.g. "SELECT pred_class, count(*) FROM catalog GROUP BY 1"')
     parser.add_argument("--limit", type=int, default=200, help="rows to print at most")
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    """Write a manifest of real FITS files, labels from their headers (Ray for many)."""
+    from raysurvey.ingest import build_manifest, format_counts, main_progress
+
+    use_ray = True if args.ray else None
+    counts = build_manifest(args.sources, args.out, use_ray=use_ray, progress=main_progress)
+    print(
+        f"manifest: {sum(n for (s, _), n in counts.items() if s != 'reason'):,} files -> {args.out}"
+    )
+    print(format_counts(counts))
+    return 0
+
+
+def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", help="directories, s3:// prefixes or FITS files")
+    parser.add_argument("--out", required=True, help="manifest Parquet path or URI")
+    parser.add_argument("--ray", action="store_true", help="read with Ray tasks (default: >20k)")
+
+
+def cmd_realcheck(args: argparse.Namespace) -> int:
+    """Classify a labelled real set with bundles; print agreement with the pipelines."""
+    from raysurvey.realcheck import run_realcheck
+    from raysurvey.realdata import find_realdata
+
+    data = None if args.manifest else find_realdata(args.data)
+    if data is None and not args.manifest:
+        print("realcheck: no real set (--data DIR, $RAYSURVEY_REALDATA or ../shared/realdata)")
+        return 2
+    out = args.out or tempfile.mkdtemp(prefix="realcheck-")
+    report = run_realcheck(
+        args.bundles, str(data) if data else None, out, manifest_uri=args.manifest
+    )
+    return 0 if report.overall[1] else 1
+
+
+def _realcheck_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundles", nargs="+", help="bundle dirs/URIs (class3, then stellar8)")
+    parser.add_argument("--data", help="labelled real set (folder with MANIFEST.csv or FITS)")
+    parser.add_argument("--manifest", help="or a manifest of real files (`raysurvey manifest`)")
+    parser.add_argument("--out", help="folder for the catalog and the report (default: a temp dir)")
+
+
+def cmd_calibrate_bundle(args: argparse.Namespace) -> int:
+    """Fit a classifier bundle's calibration, OOD score and warning thresholds (val split)."""
+    import ray
+
+    from raysurvey.calibration import calibrate_bundle
+    from raysurvey.models.bundle import BundleError
+
+    if not ray.is_initialized():
+        ray.init(address=args.address)
+    try:
+        calibrate_bundle(
+            args.bundle,
+            args.manifest,
+            out=args.out,
+            ood_method=args.ood_method,
+            low_confidence_rate=args.low_confidence_rate,
+            ood_rate=args.ood_rate,
+            mahalanobis_rate=args.mahalanobis_rate,
+        )
+    except (BundleError, ValueError) as exc:
+        print(f"calibrate-bundle: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _calibrate_bundle_arguments(parser: argparse.ArgumentParser) -> None:
+    from raysurvey.calibration import (
+        LOW_CONFIDENCE_RATE,
+        MAHALANOBIS_RATE,
+        OOD_METHODS,
+        OOD_RATE,
+    )
+
+    parser.add_argument("bundle", help="classification bundle dir or URI")
+    parser.add_argument("--manifest", required=True, help="release manifest (val split used)")
+    parser.add_argument("--out", help="write the calibrated bundle here (default: in place)")
+    parser.add_argument("--ood-method", default="combined", choices=OOD_METHODS)
+    parser.add_argument(
+        "--low-confidence-rate",
+        type=float,
+        default=LOW_CONFIDENCE_RATE,
+        help="share of correct validation rows LOW_CONFIDENCE may flag",
+    )
+    parser.add_argument(
+        "--ood-rate",
+        type=float,
+        default=OOD_RATE,
+        help="share of validation rows OUT_OF_DISTRIBUTION may flag (combined: energy part)",
+    )
+    parser.add_argument(
+        "--mahalanobis-rate",
+        type=float,
+        default=MAHALANOBIS_RATE,
+        help="combined: share of validation rows the feature-distance part may flag",
+    )
+    parser.add_argument("--address", help="Ray address (default: auto / a local Ray)")
+
+
+def cmd_warning_report(args: argparse.Namespace) -> int:
+    """Errors caught / correct rows flagged per warning bit vs confidence cuts."""
+    from raysurvey.warning_report import labels_table, read_catalog_rows, warning_report
+
+    report = warning_report(read_catalog_rows(args.catalog), labels_table(args.labels))
+    print(report.markdown())
+    return 0
+
+
+def _warning_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", help="catalog directory written by classify_release")
+    parser.add_argument(
+        "--labels",
+        required=True,
+        help="manifest Parquet with uri and class, or a labelled real set folder (MANIFEST.csv)",
+    )
+
+
+def cmd_publish_hats(args: argparse.Namespace) -> int:
+    """Publish a catalog's committed chunks as HATS (with a margin cache) for LSDB."""
+    from raysurvey.hats_publish import run_from_args
+
+    return run_from_args(args)
+
+
+def _publish_hats_arguments(parser: argparse.ArgumentParser) -> None:
+    from raysurvey.hats_publish import add_arguments
+
+    add_arguments(parser)
 
 
 def cmd_catalog_summary(args: argparse.Namespace) -> int:
@@ -264,12 +413,18 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="manifest.parquet of a release")
     parser.add_argument("--out", default="spectra.png", help="PNG path")
     parser.add_argument("--min-snr", type=float, default=15.0, help="prefer spectra above this")
+    parser.add_argument(
+        "--compare",
+        metavar="REAL_MANIFEST",
+        help="a manifest of real files (`raysurvey manifest`): plot synthetic and real "
+        "spectra side by side per class and survey",
+    )
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".cache/demo", help="release, bundle and catalog")
     parser.add_argument("--templates", help="Redrock templates (default: $RAYSURVEY_TEMPLATES)")
-    parser.add_argument("--n", type=int, default=600, help="number of spectra")
+    parser.add_argument("--n", type=int, default=1200, help="number of spectra")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -325,7 +480,12 @@ COMMANDS: dict[
     "bundle-info": (cmd_bundle_info, lambda p: p.add_argument("uri", help="bundle dir or URI")),
     "query": (cmd_query, _query_arguments),
     "catalog-summary": (cmd_catalog_summary, _catalog_summary_arguments),
+    "publish-hats": (cmd_publish_hats, _publish_hats_arguments),
+    "manifest": (cmd_manifest, _manifest_arguments),
+    "realcheck": (cmd_realcheck, _realcheck_arguments),
     "compare-snr": (cmd_compare_snr, _compare_snr_arguments),
+    "calibrate-bundle": (cmd_calibrate_bundle, _calibrate_bundle_arguments),
+    "warning-report": (cmd_warning_report, _warning_report_arguments),
 }
 
 

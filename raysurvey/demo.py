@@ -4,7 +4,10 @@
 2. train a spec_cnn class3 model briefly with Ray Train (two CPU workers), or reuse
    the bundle a previous demo trained with the same code (a hash of the package);
 3. classify the release with ``classify_release`` into a Parquet catalog;
-4. print the final check, the catalog summary (and a sky map) and a query result.
+4. print the final check, the catalog summary (and a sky map) and a query result;
+5. publish the catalog as HATS (``publish_hats``) and print an LSDB cone search;
+6. classify the labelled real files of ``../shared/realdata`` (``$RAYSURVEY_REALDATA``)
+   and print the model's agreement with the survey pipelines (``raysurvey realcheck``).
 """
 
 from __future__ import annotations
@@ -26,13 +29,22 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -> int:
+#: The demo release: B-M stars, galaxies and QSOs in equal numbers.
+DEMO_CLASSES = ("B", "A", "F", "G", "K", "M", "GALAXY", "QSO")
+
+
+def run_demo(workdir: str, templates: str | None, n: int = 1200, seed: int = 0) -> int:
+    import lsdb
     import pyarrow.parquet as pq
     import ray
 
+    from raysurvey.hats_publish import PublishConfig, publish_hats
     from raysurvey.infer import ClassifyConfig, classify_release
     from raysurvey.infer.query import catalog_summary, format_rows, query
     from raysurvey.models.bundle import BundleError, read_manifest
+    from raysurvey.realcheck import run_realcheck
+    from raysurvey.realdata import ENV_VAR as REALDATA_ENV
+    from raysurvey.realdata import find_realdata
     from raysurvey.synth import SynthConfig, write_release
     from raysurvey.synth.summary import release_summary
     from raysurvey.train.run import RunSpec, absolute_uri, fit
@@ -47,17 +59,22 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     source = f"Redrock templates in {templates}" if templates else "the built-in physical model"
     print(f"raysurvey {raysurvey.__version__} demo in {work}\n")
     if manifest.exists() and pq.read_metadata(manifest).num_rows == n:
-        print(f"[1/4] release: reusing {release_dir}")
+        print(f"[1/6] release: reusing {release_dir}")
     else:
-        print(f"[1/4] release: {n} spectra (stars, galaxies, QSOs; LAMOST and SDSS) from {source}")
+        print(f"[1/6] release: {n} spectra (stars, galaxies, QSOs; LAMOST and SDSS) from {source}")
         config = SynthConfig(
             n=n,
             out=str(release_dir),
             templates=templates,
-            classes=("A", "F", "G", "K", "M", "GALAXY", "QSO"),
+            classes=DEMO_CLASSES,
             mix="balanced",
             seed=seed,
-            snr_median=25.0,
+            # faint spectra and the real files' effects (docs/real-data.md), so that the
+            # demo model is right on real spectra too, not only on its own release
+            snr_median=10.0,
+            snr_sigma=0.9,
+            snr_min=1.0,
+            realism="survey",
         )
         write_release(config, chunk_size=max(1, n // 4))
     print(release_summary(str(manifest)))
@@ -65,9 +82,9 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     bundle = work / "bundles" / f"spec_cnn-class3-{code_version()}"
     try:
         info = read_manifest(str(bundle))
-        print(f"\n[2/4] model: reusing {bundle} (trained by this code before)")
+        print(f"\n[2/6] model: reusing {bundle} (trained by this code before)")
     except BundleError:
-        print("\n[2/4] model: training spec_cnn (class3) with Ray Train, 2 CPU workers")
+        print("\n[2/6] model: training spec_cnn (class3) with Ray Train, 2 CPU workers")
         began = time.perf_counter()
         fit(
             RunSpec(
@@ -79,9 +96,11 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
                 epochs=10,
                 batch_size=32,
                 lr=5e-4,
-                balance_to=n // 2,  # replicate galaxies and QSOs in training
+                balance_to="largest",  # replicate galaxies and QSOs up to the stars
                 num_workers=2,
                 cache_features=True,
+                modality_options={"flux1d": {"norm": "robust"}},
+                augment=True,
                 bundle_out=str(bundle),
             )
         )
@@ -91,7 +110,7 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     print(f"bundle {info['model_name']} {info['version']}, validation accuracy {score:.3f}")
 
     catalog = work / "catalog"
-    print(f"\n[3/4] classify_release -> {catalog}")
+    print(f"\n[3/6] classify_release -> {catalog}")
     result = classify_release(
         str(manifest), [str(bundle)], str(catalog), ClassifyConfig(chunk_size=200, overwrite=True)
     )
@@ -101,7 +120,7 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     )
     print("\n".join(result.check.lines()))
 
-    print("\n[4/4] the catalog")
+    print("\n[4/6] the catalog")
     print(catalog_summary(str(catalog), skymap=str(work / "skymap.png")))
     sql = (
         "SELECT class AS survey_class, pred_class, count(*) AS n FROM catalog "
@@ -109,5 +128,24 @@ def run_demo(workdir: str, templates: str | None, n: int = 600, seed: int = 0) -
     )
     print(f'\n$ raysurvey query {catalog} "{sql}"')
     print(format_rows(*query(str(catalog), sql)))
+
+    hats_dir = work / "catalog_hats"
+    print(f"\n[5/6] publish as HATS (HEALPix-partitioned, for LSDB) -> {hats_dir}")
+    published = publish_hats(
+        str(catalog), str(hats_dir), PublishConfig(overwrite=True), log=lambda _: None
+    )
+    print("\n".join(published.lines()))
+    ra, dec = query(str(catalog), "SELECT ra, dec FROM catalog WHERE status = 'ok' LIMIT 1")[1][0]
+    print(f'\n>>> lsdb.read_hats("{hats_dir}").cone_search({ra:.3f}, {dec:.3f}, 10 * 3600)')
+    cone = lsdb.read_hats(str(hats_dir)).cone_search(ra=ra, dec=dec, radius_arcsec=10 * 3600)
+    found = cone.compute(progress_bar=False)
+    columns = ["survey", "ra", "dec", "class", "pred_class", "confidence"]
+    print(found[columns].to_string(index=False) + f"\n{len(found)} rows within 10 deg")
+    real = find_realdata()
+    if real is None:
+        print(f"\n[6/6] real spectra: none found (set {REALDATA_ENV} or ../shared/realdata)")
+    else:
+        print(f"\n[6/6] real spectra: the demo model on the labelled real files in {real}")
+        run_realcheck([str(bundle)], str(real), str(work / "realcheck"), log=print)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     return 0

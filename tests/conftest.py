@@ -93,6 +93,19 @@ def templates_dir() -> str:
 
 
 @pytest.fixture(scope="session")
+def realdata_dir() -> Path:
+    """Real LAMOST/SDSS files with pipeline labels: $RAYSURVEY_REALDATA, else
+    ../shared/realdata. Skips, saying why, when neither exists."""
+    for candidate in (
+        os.environ.get("RAYSURVEY_REALDATA"),
+        str(REPO_ROOT.parent / "shared/realdata"),
+    ):
+        if candidate and (Path(candidate) / "MANIFEST.csv").exists():
+            return Path(candidate)
+    pytest.skip("no real spectra: set RAYSURVEY_REALDATA or place them at ../shared/realdata")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """One local Ray instance per test session (2 CPUs, loopback, no dashboard needed)."""
     import ray
@@ -110,6 +123,9 @@ class HeadCluster:
     address: str
     dashboard: str
     temp_dir: str
+    #: What a client process needs in its environment to talk to this cluster (its
+    #: token, when it has token authentication on); None: the test's own environment.
+    env: dict[str, str] | None = None
 
 
 def processes_matching(text: str) -> list[int]:
@@ -184,17 +200,22 @@ def ray_two_nodes(ray_cluster) -> Iterator[HeadCluster]:
     own ports and temp dir, so every task and actor runs on the worker node.
 
     A second node needs ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1`` (Ray then puts the
-    nodes on the machine's own address, not the loopback one) and, without a shared
-    token, ``RAY_AUTH_MODE=disabled``: both only in the environment of these
-    processes. Talk to it through its Jobs API (``dashboard``). Stopped by PID.
+    nodes on the machine's own address, not the loopback one). Token authentication is
+    on, as on users' clusters: a token generated here reaches the head, the worker and
+    every client (``env``) as ``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN``, only in
+    these processes' environments. Talk to it through its Jobs API (``dashboard``) with
+    ``env``. Stopped by PID.
     """
+    import secrets
     import subprocess
     import sys
     import tempfile
 
     temp_dir = tempfile.mkdtemp(prefix="rs2", dir="/tmp")  # short: socket paths
     gcs, dashboard = free_port(), free_port()
-    env = os.environ | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "RAY_AUTH_MODE": "disabled"}
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    client = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN_PATH"} | auth
+    env = client | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head = [
         ray_bin, "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}",
@@ -214,7 +235,7 @@ def ray_two_nodes(ray_cluster) -> Iterator[HeadCluster]:
             started = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
             if started.returncode:
                 raise RuntimeError(f"{command[1:3]} failed: {started.stderr[-2000:]}")
-        yield HeadCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", temp_dir)
+        yield HeadCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", temp_dir, client)
     finally:
         _stop_by_temp_dir(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -110,11 +110,15 @@ def test_catalog_accuracy_equals_the_evaluators(release, bundle, catalog, tmp_pa
     from raysurvey.train.evaluate import evaluate
 
     result = evaluate(bundle, release, str(tmp_path / "eval"), split="all", min_snr=0)
+    assert result["reference"].startswith("synthetic truth")
     table = read_catalog(catalog).to_pydict()
+    truth = {  # a synthetic release is scored against its truth labels
+        r["uri"]: r["true_class"] for r in pq.read_table(release).to_pylist()
+    }
     pairs = [
-        (class3_label(c), p)
-        for c, p, s in zip(table["class"], table["pred_class"], table["status"], strict=True)
-        if s == "ok" and class3_label(c) is not None
+        (class3_label(truth[u]), p)
+        for u, p, s in zip(table["uri"], table["pred_class"], table["status"], strict=True)
+        if s == "ok" and class3_label(truth[u]) is not None
     ]
     accuracy = np.mean([truth == pred for truth, pred in pairs])
     assert len(pairs) == result["n"]
@@ -272,14 +276,15 @@ def ray_list(cluster, kind: str) -> list[dict]:
     listed = subprocess.run(
         [ray_bin, "list", kind, "--address", cluster.dashboard, "--format", "json",
          "--detail", "--limit", "10000"],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True, text=True, timeout=120, check=True, env=cluster.env,
     )  # fmt: skip
     return json.loads(listed.stdout)
 
 
 def test_ray_job_submit_to_a_two_node_cluster(ray_two_nodes, small_release, bundle, tmp_path):
-    """The deployed shape (infra/): a CPU-less head and a worker node; ``ray job submit``
-    with the working dir and infra/runtime_env.yaml; the work runs on the worker node."""
+    """The deployed shape (infra/): a CPU-less head and a worker node with token
+    authentication on; ``ray job submit`` with the working dir and infra/runtime_env.yaml
+    is refused without the token and runs with it; the work runs on the worker node."""
     output = str(tmp_path / "cat")
     submit = [
         str(Path(sys.executable).with_name("ray")), "job", "submit",
@@ -288,7 +293,13 @@ def test_ray_job_submit_to_a_two_node_cluster(ray_two_nodes, small_release, bund
         "--", sys.executable, "jobs/classify_release.py", "--release", small_release,
         "--bundle", bundle, "--output", output, "--chunk-size", "150",
     ]  # fmt: skip
-    job = subprocess.run(submit, capture_output=True, text=True, timeout=400)
+    no_token = {k: v for k, v in ray_two_nodes.env.items() if not k.startswith("RAY_AUTH_")}
+    refused = subprocess.run(submit, capture_output=True, text=True, timeout=120, env=no_token)
+    assert (
+        refused.returncode != 0 and "Authentication required" in refused.stdout + refused.stderr
+    ), (refused.stdout + refused.stderr)[-2000:]
+    assert not Path(output).exists()
+    job = subprocess.run(submit, capture_output=True, text=True, timeout=400, env=ray_two_nodes.env)
     assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
     assert "succeeded" in job.stdout + job.stderr
     assert "300 rows in 2 chunks, one per release row" in job.stdout

@@ -13,7 +13,12 @@
 - the ``ray up`` config passes Ray's own ``prepare_config`` + ``validate_config``;
 - the Dockerfile agrees with pyproject.toml (Ray and Python of the base image, the pins,
   the version) and runs as a non-root user in the WORKDIR the RayJobs use;
-- one image name and tag everywhere, and rayVersion equal to the ray pin.
+- one image name and tag everywhere, and rayVersion equal to the ray pin;
+- token authentication on in every cluster config (KubeRay ``authOptions``, the ``ray
+  up`` containers' environment and token file), and no token value anywhere;
+- every ``jobs/*.py`` run by a python without the project's dependencies says so in one
+  line instead of a traceback; the README's commands run real scripts and ``raysurvey``
+  subcommands with arguments their parsers accept.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import importlib.util
 import io
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -44,6 +51,8 @@ DOCKERFILE = INFRA / "docker" / "Dockerfile"
 RUNTIME_ENV = INFRA / "runtime_env.yaml"
 RAY_UP = INFRA / "aws" / "cluster.yaml"
 DEPLOY_MD = ROOT / "docs" / "deploy.md"
+README = ROOT / "README.md"
+JOBS = sorted((ROOT / "jobs").glob("*.py"))
 IMAGE_REPO = "ghcr.io/raysurvey/raysurvey"
 S3_SECRET = "raysurvey-s3"
 PLACEHOLDER = "REPLACE_ME"
@@ -273,9 +282,13 @@ AUTOSCALER_OPTIONS = Obj(
         "version": OneOf(("v1", "v2")),
     }
 )
+AUTH_OPTIONS = Obj(
+    {"mode": OneOf(("disabled", "token")), "secretName": str, "enableK8sTokenAuth": bool}
+)
 RAY_CLUSTER_SPEC = Obj(
     {
         "rayVersion": str,
+        "authOptions": AUTH_OPTIONS,
         "enableInTreeAutoscaling": bool,
         "autoscalerOptions": AUTOSCALER_OPTIONS,
         "headGroupSpec": HEAD_GROUP,
@@ -431,6 +444,8 @@ def cluster_problems(spec: dict) -> list[str]:
     problems = []
     if spec["rayVersion"] != pins()["ray"]:
         problems.append(f"rayVersion {spec['rayVersion']} is not the ray pin {pins()['ray']}")
+    if spec.get("authOptions", {}).get("mode") != "token":
+        problems.append("authOptions.mode must be token (Ray token authentication)")
     head = spec["headGroupSpec"]["rayStartParams"]
     if head.get("num-cpus") != "0":
         problems.append('head: rayStartParams num-cpus must be "0"')
@@ -489,6 +504,7 @@ def test_kuberay_cluster_rules(name: str, spec: dict) -> None:
 def test_the_cluster_rules_catch_broken_groups() -> None:
     spec = copy.deepcopy(load(KUBERAY / "raycluster.yaml")["spec"])
     spec["headGroupSpec"]["rayStartParams"]["num-cpus"] = "4"
+    del spec["authOptions"]
     gpu = dict(groups(spec))["gpu"]
     gpu["template"]["spec"]["tolerations"] = []
     gpu["rayStartParams"]["num-gpus"] = "2"
@@ -496,6 +512,7 @@ def test_the_cluster_rules_catch_broken_groups() -> None:
     cpu = dict(groups(spec))["cpu"]
     cpu["minReplicas"], cpu["maxReplicas"] = 3, 2
     assert cluster_problems(spec) == [
+        "authOptions.mode must be token (Ray token authentication)",
         'head: rayStartParams num-cpus must be "0"',
         "cpu: needs 0 <= minReplicas <= replicas <= maxReplicas",
         "gpu: requests[nvidia.com/gpu] 0 != limits 1",
@@ -758,6 +775,97 @@ def test_rays_validation_catches_a_misspelt_key() -> None:
     config["max_worker"] = config.pop("max_workers")
     with pytest.raises(jsonschema.ValidationError, match="max_worker"):
         validate_config(prepare_config(config))
+
+
+# -- token authentication ----------------------------------------------------------------
+
+TOKEN_FILE = "~/.ray/auth_token"
+
+
+def test_ray_up_nodes_run_with_token_authentication() -> None:
+    raw = load(RAY_UP)
+    options = raw["docker"]["run_options"]
+    assert "--env RAY_AUTH_MODE=token" in options
+    paths = [o.split("=", 1)[1] for o in options if o.startswith("--env RAY_AUTH_TOKEN_PATH=")]
+    assert len(paths) == 1, options
+    assert raw["file_mounts"] == {paths[0]: TOKEN_FILE}, "the local token must reach every node"
+    for name, node in raw["available_node_types"].items():  # a node type may replace them
+        assert "run_options" not in node.get("docker", {}), f"{name}: own run_options"
+    config = prepared_ray_up_config()
+    assert config["file_mounts"] == raw["file_mounts"]
+
+
+TOKEN_LITERAL = re.compile(r"RAY_AUTH_TOKEN\s*[=:]\s*[\"']?([A-Za-z0-9+/_-]{16,})")
+
+
+def test_no_token_value_in_infra_the_docs_or_the_readme() -> None:
+    assert TOKEN_LITERAL.findall("RAY_AUTH_TOKEN=0123456789abcdef0123") == ["0123456789abcdef0123"]
+    assert TOKEN_LITERAL.findall("RAY_AUTH_TOKEN=$(kubectl get secret raysurvey)") == []
+    files = [p for p in INFRA.rglob("*") if p.is_file()] + [DEPLOY_MD, README]
+    found = {str(p.relative_to(ROOT)): TOKEN_LITERAL.findall(p.read_text()) for p in files}
+    assert not {k: v for k, v in found.items() if v}
+
+
+@pytest.mark.parametrize("script", JOBS, ids=lambda p: p.name)
+def test_a_job_run_by_a_python_without_the_project_says_so_in_one_line(script: Path) -> None:
+    """What a job submitted from a shell without the venv meets: ``-S`` hides every
+    site-packages (the system python's view), ``-E`` ignores PYTHONPATH."""
+    run = subprocess.run(
+        [sys.executable, "-S", "-E", str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and run.stdout == "" and len(lines) == 1, run.stderr[-2000:]
+    assert lines[0].startswith(
+        f"raysurvey's dependencies are not importable from {sys.executable} (No module named "
+    )
+    assert "activate the venv (source .venv/bin/activate)" in lines[0]
+
+
+# -- README commands ----------------------------------------------------------------------
+
+
+def readme_commands() -> list[str]:
+    """Logical lines of the README's bash blocks, comments and ``[optional]`` parts cut."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s\[[^\]]*\]", "", line).strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def test_readme_commands_run_real_scripts_and_subcommands_with_accepted_flags() -> None:
+    from raysurvey.cli import build_parser
+
+    parser = build_parser()
+    checked = {"scripts": set(), "raysurvey": set()}
+    for line in readme_commands():
+        tokens = shlex.split(line, comments=True)
+        command = script_command(tokens)
+        if command:
+            script, argv = command
+            assert script.is_file(), f"README runs {script}, which does not exist"
+            checked["scripts"].add(script.relative_to(ROOT).as_posix())
+            if "..." not in argv:  # an elided command line: the script's existence only
+                parse_with_script(script, argv)
+        elif tokens[0] == "raysurvey":
+            argv = [t for t in tokens[1:] if t != "..."]
+            stderr = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(stderr):
+                    parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"README: `{line}` is refused by raysurvey:\n{stderr.getvalue()}")
+            checked["raysurvey"].add(argv[0])
+    assert {"jobs/classify_release.py", "jobs/train.py", "tune/sweep_attention.py"} <= checked[
+        "scripts"
+    ], checked
+    assert {"read", "synth", "query"} <= checked["raysurvey"], checked
 
 
 # -- the Dockerfile -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def release_2d(tmp_path_factory, templates_dir) -> tuple[SynthConfig, list[dict]
     config = SynthConfig(
         n=22, out=out, templates=templates_dir, mix="balanced", seed=5, snr_median=30.0,
         snr_min=8.0, with_2d=True, with_photometry=True, fibre_contamination=0.3,
+        realism="clean",  # colours are compared with the 1D files: no LAMOST flux tilts
     )  # fmt: skip
     manifest = write_release(config, chunk_size=11, progress=False)
     return config, pq.read_table(manifest).to_pylist()

@@ -124,3 +124,13 @@ def test_demo_classifies_a_release_with_a_cached_bundle(
     assert "60 spectra" in text and "reusing" in text
     assert "catalog check: 60 rows in 1 chunks, one per release row" in text
     assert "survey_class  pred_class" in text and (work / "skymap.png").exists()
+    # the real-data step: every labelled real file classified, agreement reported
+    from raysurvey.realdata import find_realdata
+
+    if find_realdata() is None:
+        assert "real spectra: none found" in text
+        return
+    assert "agreement with the survey pipeline" in text
+    report = (work / "realcheck" / "agreement.txt").read_text()
+    assert "read errors (1, not counted)" in report and "confusion" in report
+    assert (work / "realcheck" / "confusion.png").exists()

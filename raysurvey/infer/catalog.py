@@ -15,10 +15,12 @@ import numpy as np
 import pyarrow as pa
 
 import raysurvey
+from raysurvey import warning_bits
 from raysurvey.spectra.grid import DLOGLAM, LOGLAM0
 
 CATALOG_FORMAT = "raysurvey-catalog"
-CATALOG_VERSION = 1
+#: 2: calibrated probabilities, ``ood_score``, ``warning``, ``z_pred_err``.
+CATALOG_VERSION = 2
 #: Key of the JSON document in the Parquet key-value metadata.
 METADATA_KEY = b"raysurvey.catalog"
 #: HEALPix order of the spatial index column (HATS / LSDB convention).
@@ -48,7 +50,10 @@ _HEAD = [
 ]
 _TAIL = [
     pa.field("confidence", pa.float32()),
+    pa.field("ood_score", pa.float32()),
+    pa.field("warning", pa.int64()),
     *(pa.field(column, pa.float32()) for column in REGRESSION_COLUMNS.values()),
+    pa.field("z_pred_err", pa.float32()),
     pa.field("status", pa.string(), nullable=False),
     pa.field("error", pa.string()),
     pa.field("model_name", pa.string()),
@@ -78,6 +83,8 @@ class BundleRole:
     task: str
     labels: tuple[str, ...]
     modalities: Mapping[str, Mapping]
+    #: The bundle's calibration summary (scaling, OOD method, thresholds); None if none.
+    calibration: Mapping | None = None
 
 
 def plan_bundles(manifests: Sequence[tuple[str, Mapping]]) -> list[BundleRole]:
@@ -135,11 +142,24 @@ def plan_bundles(manifests: Sequence[tuple[str, Mapping]]) -> list[BundleRole]:
                 task=manifest["task"],
                 labels=labels,
                 modalities=dict(manifest["modalities"]),
+                calibration=_calibration_summary(manifest.get("calibration")),
             )
         )
     if not roles:
         raise CatalogPlanError("no bundle given")
     return roles
+
+
+def _calibration_summary(calibration: Mapping | None) -> dict | None:
+    """What a catalog records of a bundle's calibration (no arrays, no fit details)."""
+    if not calibration:
+        return None
+    return {
+        "probabilities": dict(calibration.get("probabilities") or {}),
+        "ood_method": (calibration.get("ood") or {}).get("method"),
+        "thresholds": dict(calibration.get("thresholds") or {}),
+        "false_flag_rate": dict(calibration.get("false_flag_rate") or {}),
+    }
 
 
 def modalities_of(roles: Sequence[BundleRole]) -> dict[str, dict]:
@@ -184,9 +204,15 @@ def catalog_metadata(roles: Sequence[BundleRole], release: str, catalog_id: str)
                 "task": r.task,
                 "labels": list(r.labels),
                 "modalities": {k: dict(v) for k, v in r.modalities.items()},
+                "calibration": r.calibration,
             }
             for r in roles
         ],
+        "warning": {
+            "bits": dict(warning_bits.BITS),
+            "low_snr_below": warning_bits.LOW_SNR_BELOW,
+            "few_good_pixels_below": warning_bits.FEW_GOOD_PIXELS_BELOW,
+        },
         "grid": {"loglam0": LOGLAM0, "dloglam": DLOGLAM, "n_pix": N_PIX, "unit": "Angstrom"},
         "healpix": {"column": "_healpix_29", "order": HEALPIX_ORDER, "scheme": "nested"},
     }

@@ -30,15 +30,22 @@ import pyarrow.compute as pc
 from raysurvey.data.decode import DecodeOptions
 from raysurvey.data.pipeline import PipelineConfig, add_modalities, manifest_blocks
 from raysurvey.infer.catalog import (
+    CATALOG_VERSION,
     catalog_metadata,
     catalog_schema,
     modalities_of,
     plan_bundles,
+    read_catalog_metadata,
 )
 from raysurvey.infer.check import CheckReport, check_catalog
 from raysurvey.infer.predict import ROW, Predictor
 from raysurvey.infer.release import HEADER_KEYS, Release, read_release
-from raysurvey.infer.store import CatalogPlan, CatalogStore, release_fingerprint
+from raysurvey.infer.store import (
+    CatalogPlan,
+    CatalogStore,
+    CatalogStoreError,
+    release_fingerprint,
+)
 from raysurvey.models.bundle import read_manifest
 
 #: Set by ``ray job submit`` in the entrypoint's environment.
@@ -219,6 +226,28 @@ def _predictor_resources(config: ClassifyConfig, resources: dict) -> tuple[float
     return per_actor, actors, config.predict_cpus
 
 
+def _check_committed_schema(store: CatalogStore, committed: dict, schema: pa.Schema) -> None:
+    """Refuse to resume a catalog whose committed chunks have another column layout
+    (e.g. one written before ``warning`` and ``ood_score`` existed): the finished
+    catalog would mix schemas."""
+    if not committed:
+        return
+    import pyarrow.parquet as pq
+
+    first = min(committed)
+    with store.fs.open(store._join(committed[first]["file"]), "rb") as f:
+        old = pq.read_schema(f)
+    if old.names != schema.names:
+        gone = [n for n in schema.names if n not in old.names]
+        extra = [n for n in old.names if n not in schema.names]
+        version = read_catalog_metadata(old).get("format_version", 1)
+        raise CatalogStoreError(
+            f"{store.uri} holds chunks of catalog format {version} with other columns "
+            f"(missing {gone or 'none'}, extra {extra or 'none'}); this raysurvey writes "
+            f"format {CATALOG_VERSION}. Use a new --output, or --overwrite to redo it"
+        )
+
+
 def classify_release(
     release_uri: str,
     bundle_uris: Sequence[str],
@@ -251,6 +280,7 @@ def classify_release(
     )
     plan = store.open(proposed, overwrite=config.overwrite)
     committed = store.committed()
+    _check_committed_schema(store, committed, catalog_schema(roles))
     pending = [k for k in range(plan.n_chunks) if k not in committed]
     run_id = current_run_id()
     log(
@@ -261,6 +291,12 @@ def classify_release(
     )
     for role in roles:
         log(f"classify: {role.role:10s} {role.model_name} {role.version} ({role.uri})")
+        if role.task == "classify" and not role.calibration:
+            log(
+                f"classify: {role.uri} has no calibration: raw softmax probabilities, no "
+                "ood_score, no LOW_CONFIDENCE / OUT_OF_DISTRIBUTION bits "
+                "(add one with `raysurvey calibrate-bundle`)"
+            )
 
     assembler = None
     if pending:

@@ -5,6 +5,10 @@ loads its bundles once (on its GPU when it has one) and keeps them. It takes an 
 batch from the modality stage and returns the catalog's columns for those rows, the
 heavy modality tensors dropped. Rows that did not decode keep their status and
 error and get null predictions.
+
+Classifier probabilities are calibrated with the bundle's stored scaling; the class
+bundle's penultimate features give ``ood_score``; ``warning`` is the bitmask of
+``raysurvey.warning_bits`` with the thresholds each bundle stores.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from raysurvey import warning_bits as bits
+from raysurvey.calibration import logits_and_features, scale_logits, score_ood, softmax
 from raysurvey.data.decode import STATUS_ERROR, STATUS_OK
 from raysurvey.data.pipeline import column_numpy
 from raysurvey.infer.catalog import (
@@ -25,12 +31,37 @@ from raysurvey.infer.catalog import (
     healpix29,
     prob_column,
 )
-from raysurvey.models import prepare_inputs, run_model
+from raysurvey.models import prepare_inputs
 from raysurvey.models.bundle import load_bundle
 
 #: Internal column: the row's position in the release (dropped before writing).
 ROW = "_row"
 PREDICT_ERROR = "predict_failed"
+#: Labels a subclass bundle may have that are not stellar subclasses: a chained
+#: subclass bundle whose best label is one of them disagrees with pred_class STAR.
+NOT_STELLAR = ("GALAXY", "QSO", "UNKNOWN")
+
+
+def quality_bits(table: pa.Table, good: np.ndarray) -> np.ndarray:
+    """BAD_READ for error rows; LOW_SNR and FEW_GOOD_PIXELS for the others.
+
+    The S/N is the survey's ``snr_r`` where the release has one, else the grid S/N of
+    the decode stage (``snr`` column) when present.
+    """
+    n = table.num_rows
+    out = np.where(good, 0, bits.BAD_READ).astype(np.int64)
+    snr = np.full(n, np.nan)
+    if "snr_r" in table.column_names:
+        snr = column_numpy(table, "snr_r").astype(np.float64)
+    if "snr" in table.column_names:
+        grid_snr = column_numpy(table, "snr").astype(np.float64)
+        snr = np.where(np.isfinite(snr), snr, grid_snr)
+    with np.errstate(invalid="ignore"):
+        out[good & (snr < bits.LOW_SNR_BELOW)] |= bits.LOW_SNR
+        if "good_fraction" in table.column_names:
+            fraction = column_numpy(table, "good_fraction").astype(np.float64)
+            out[good & (fraction < bits.FEW_GOOD_PIXELS_BELOW)] |= bits.FEW_GOOD_PIXELS
+    return out
 
 
 def _device(use_gpu: bool | None) -> torch.device:
@@ -65,11 +96,12 @@ class Predictor:
                     f"(version {bundle.version}, planned {role.version})"
                 )
 
-    def _outputs(self, bundle, batch: dict[str, np.ndarray]) -> np.ndarray:
+    def _outputs(self, bundle, batch: dict[str, np.ndarray]):
+        """(outputs [B, k], penultimate features [B, D] or None)."""
         x = prepare_inputs(batch, tuple(bundle.model.modalities), self.device)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with torch.inference_mode(), autocast:
-            return run_model(bundle.model, x).float().cpu().numpy()
+            return logits_and_features(bundle.model, x)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         n = table.num_rows
@@ -85,13 +117,27 @@ class Predictor:
         pred_class = np.full(n, None, dtype=object)
         pred_subclass = np.full(n, None, dtype=object)
         confidence = np.full(n, np.nan, dtype=np.float32)
+        ood_score = np.full(n, np.nan, dtype=np.float32)
+        warning = np.zeros(n, dtype=np.int64)
         finite = np.ones(n, dtype=bool)
         star_rows = star_keep = None
         for role, bundle in zip(self.roles, self.bundles, strict=True):
-            out = self._outputs(bundle, batch) if len(index) else np.zeros((0, len(role.labels)))
+            out, feats = (
+                self._outputs(bundle, batch)
+                if len(index)
+                else (np.zeros((0, len(role.labels))), None)
+            )
             finite[index] &= np.isfinite(out).all(axis=1)
             if role.task == "classify":
-                probs = torch.softmax(torch.from_numpy(out), dim=1).numpy().astype(np.float32)
+                calibration = bundle.calibration or {}
+                thresholds = calibration.get("thresholds", {})
+                probs = softmax(scale_logits(out, calibration.get("probabilities")))
+                probs = probs.astype(np.float32)
+                ood = (
+                    score_ood(calibration, bundle.calibration_tensors, out, feats)
+                    if len(index)
+                    else None
+                )
                 labels = np.asarray(role.labels, dtype=object)
                 rows = index if role.role == "class" else star_rows
                 keep = np.ones(len(index), dtype=bool) if role.role == "class" else star_keep
@@ -106,8 +152,21 @@ class Predictor:
                     confidence[index] = probs.max(axis=1) if len(index) else []
                     star_keep = pred_class[index] == "STAR"
                     star_rows = index[star_keep]
+                    if "low_confidence" in thresholds:
+                        low = confidence[index] < thresholds["low_confidence"]
+                        warning[index[low]] |= bits.LOW_CONFIDENCE
+                    if ood is not None:
+                        ood_score[index] = ood
+                        if "ood" in thresholds:
+                            warning[index[ood > thresholds["ood"]]] |= bits.OUT_OF_DISTRIBUTION
                 else:
-                    pred_subclass[rows] = labels[probs[keep].argmax(axis=1)] if len(rows) else []
+                    best = labels[probs[keep].argmax(axis=1)] if len(rows) else []
+                    pred_subclass[rows] = best
+                    # the subclass head does not recognise the row as one of its stars
+                    disagrees = np.isin(np.asarray(best, dtype=object), list(NOT_STELLAR))
+                    if ood is not None and "ood" in thresholds:
+                        disagrees |= ood[keep] > thresholds["ood"]
+                    warning[rows[disagrees]] |= bits.CHAIN_DISAGREES
             else:
                 norm = bundle.target_normalisation or {"mean": 0.0, "std": 1.0}
                 values = out * np.asarray(norm["std"]) + np.asarray(norm["mean"])
@@ -124,6 +183,8 @@ class Predictor:
         error[good] = None
         pred_class[~good] = None
         pred_subclass[~good] = None
+        warning |= quality_bits(table, good)
+        ood_score[~good] = np.nan
 
         out_table = {name: table.column(name) for name in (*PASSTHROUGH, *LABEL_COLUMNS)}
         ra = column_numpy(table, "ra").astype(np.float64)
@@ -136,6 +197,8 @@ class Predictor:
         for name, values in columns.items():
             out_table[name] = pa.array(values, mask=~(valid[name] & good))
         out_table["confidence"] = pa.array(confidence, mask=~good | ~np.isfinite(confidence))
+        out_table["ood_score"] = pa.array(ood_score, mask=~np.isfinite(ood_score))
+        out_table["warning"] = pa.array(warning, type=pa.int64())
         out_table["status"] = pa.array(status, type=pa.string())
         out_table["error"] = pa.array(error, type=pa.string())
         out_table[ROW] = table.column(ROW)

@@ -1,7 +1,8 @@
 """Query a catalog with DuckDB (local or s3://), summarise it, draw its sky map.
 
 Only committed chunks are visible (``CatalogStore.committed_files``): a catalog being
-written, or one whose run was killed, is read consistently. The table is named
+written, or one whose run was killed, is read consistently. A HATS publication
+(``raysurvey publish-hats``) is read through its main catalog's partition files. The table is named
 ``catalog``. DuckDB cannot install its httpfs extension offline, so s3:// files are
 read through fsspec (``register_filesystem``), with the same credentials and endpoint
 as every other s3:// access here.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import fsspec
 
+from raysurvey.hats_publish import is_hats
 from raysurvey.infer.store import CatalogStore
 
 
@@ -24,6 +26,10 @@ def connect(catalog_uri: str):
 
     store = CatalogStore(catalog_uri)
     files = store.committed_files()
+    if not files and is_hats(catalog_uri):  # a HATS publication: its main catalog's files
+        from raysurvey.hats_publish import hats_partition_files
+
+        files = hats_partition_files(catalog_uri)
     if not files:
         raise EmptyCatalogError(f"{catalog_uri}: no committed catalog chunks")
     con = duckdb.connect()
@@ -31,7 +37,9 @@ def connect(catalog_uri: str):
     if protocol not in ("file", "local"):
         con.register_filesystem(fsspec.filesystem(protocol))
     listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet([{listing}])")
+    con.execute(  # no hive partitioning: HATS paths' Norder=/Dir= are not columns
+        f"CREATE VIEW catalog AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)"
+    )
     return con
 
 

@@ -25,15 +25,14 @@ from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
 from raysurvey.io.fitsutil import header_value
 from raysurvey.io.products import (
     ProductReader,
+    checked_image,
     hdu_names,
-    image_hdu,
     prodtype,
     product_meta,
     read_product,
     register_product_reader,
 )
 from raysurvey.io.registry import FitsFile
-from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits
 
 PRODUCT = "cutout"
 BANDS = ("g", "r", "i")
@@ -66,6 +65,13 @@ class Cutout:
     bands: tuple[str, ...] = BANDS
 
 
+def read_cutout(source: str | os.PathLike | bytes, **options: Any) -> Cutout:
+    """Read one g, r, i cutout file from a path, URI or bytes: ``read_product(source,
+    "cutout", uri=..., limits=...)``, whose docstring has the options and the errors (a
+    survey spectrum or stripes file: ``unknown_layout``)."""
+    return read_product(source, PRODUCT, **options)
+
+
 def identify(f: FitsFile) -> bool:
     kind = prodtype(f)
     if kind:
@@ -93,20 +99,12 @@ def read(f: FitsFile, uri: str) -> Cutout:
     shape = None
     for band in BANDS:
         extname = band.upper()
-        hdu, image = image_hdu(f, extname, uri, ndim=2)
-        if min(image.shape) < MIN_SIZE:
-            raise SpectrumReadError(
-                uri, ReadErrorReason.SHAPE_MISMATCH, f"HDU {extname} is only {image.shape}"
-            )
+        hdu, image = checked_image(f, extname, uri, (MIN_SIZE, MIN_SIZE))
         if shape is not None and image.shape != shape:
             raise SpectrumReadError(
                 uri,
                 ReadErrorReason.SHAPE_MISMATCH,
                 f"HDU {extname} is {image.shape}, HDU G is {shape}: bands must align",
-            )
-        if not np.isfinite(image).any():
-            raise SpectrumReadError(
-                uri, ReadErrorReason.NO_VALID_FLUX, f"HDU {extname} has no finite pixel"
             )
         shape = image.shape
         header = hdu.header
@@ -130,32 +128,3 @@ def read(f: FitsFile, uri: str) -> Cutout:
 GRI_CUTOUT = register_product_reader(
     ProductReader("cutout", PRODUCT, identify, read, "g, r, i cutouts: G, R, I images")
 )
-
-
-def read_cutout(
-    source: str | os.PathLike | bytes,
-    *,
-    uri: str | None = None,
-    limits: SourceLimits = DEFAULT_LIMITS,
-) -> Cutout:
-    """Read one g, r, i cutout file.
-
-    Parameters
-    ----------
-    source : str, os.PathLike or bytes
-        A local path, a ``file://`` or ``s3://`` URI, or the file's bytes (plain or gzip).
-    uri : str, optional
-        Name to report for a ``bytes`` source (errors and ``meta["uri"]``).
-    limits : SourceLimits
-        Size caps against hostile input.
-
-    Returns
-    -------
-    Cutout
-
-    Raises
-    ------
-    SpectrumReadError
-        For every kind of bad input (a survey spectrum or stripes: ``unknown_layout``).
-    """
-    return read_product(source, PRODUCT, uri=uri, limits=limits)

@@ -273,9 +273,9 @@ def sdss_spec(
     coeff0 = 3.5797 if legacy else 3.5523
     loglam = (coeff0 + 1e-4 * np.arange(n_pix)).astype(np.float32)
     flux, ivar = smooth_flux(n_pix, 20.0), smooth_ivar(n_pix)
-    and_mask = np.zeros(n_pix, np.int32)
+    and_mask = np.full(n_pix, 1 << 2, np.int32)  # BADFLAT everywhere: informational
     bad = (10, 11, 12, 3000)
-    and_mask[list(bad)] = 1 << 16  # FULLREJECT
+    and_mask[list(bad)] |= 1 << 18  # FULLREJECT: no usable data
     cols = ["flux", "loglam", "ivar", "and_mask", "or_mask", "wdisp", "sky", "model"]
     if not legacy:  # SDSS-V writes upper-case names and adds WRESL
         cols = [c.upper() for c in cols] + ["WRESL"]

@@ -50,8 +50,13 @@ def _is_lamost(header: Mapping[str, Any]) -> bool:
 
 
 def _row_names(header: Mapping[str, Any]) -> list[str]:
-    """Row names from the row-description keyword, e.g. "Flux Inverse Wavelength ..."."""
-    return str(header.get("EXTEN0", "")).lower().split()
+    """Row names from the row-description keyword.
+
+    DR1-DR5 separate them with spaces ("Flux Inverse Wavelength Andmask Ormask"),
+    DR6-DR8 with commas and spaces ("Flux, Inverse, Wavelength, Andmask, Ormask").
+    """
+    text = str(header.get("EXTEN0", "")).lower().replace(",", " ")
+    return text.split()
 
 
 def lamost_meta(header: Mapping[str, Any], layout: str, uri: str) -> dict:
@@ -89,14 +94,21 @@ def _row2_is_wavelength(data: np.ndarray | None) -> bool:
     return bool(np.all(np.isfinite(row)) and 2500 < row[0] < row[-1] < 12000)
 
 
-def identify_dr1(f: FitsFile) -> bool:
-    header = f.header
-    if header.get("NAXIS") != 2 or not _is_lamost(header):
+def _image_rows_name(f: FitsFile, row: str) -> bool | None:
+    """For a LAMOST 5 x N image: does its row description name ``row``? None when the
+    file has no description (the caller then looks at the data); False when it is not
+    a LAMOST image at all."""
+    if f.header.get("NAXIS") != 2 or not _is_lamost(f.header):
         return False
-    rows = _row_names(header)
-    if rows:
-        return "subcontinuum" in rows
-    return "COEFF0" in header and not _row2_is_wavelength(f.hdul[0].data)
+    rows = _row_names(f.header)
+    return (row in rows) if rows else None
+
+
+def identify_dr1(f: FitsFile) -> bool:
+    named = _image_rows_name(f, "subcontinuum")
+    if named is not None:
+        return named
+    return "COEFF0" in f.header and not _row2_is_wavelength(f.hdul[0].data)
 
 
 def read_dr1(f: FitsFile, uri: str) -> Spectrum:
@@ -115,12 +127,9 @@ def read_dr1(f: FitsFile, uri: str) -> Spectrum:
 
 
 def identify_image(f: FitsFile) -> bool:
-    header = f.header
-    if header.get("NAXIS") != 2 or not _is_lamost(header):
-        return False
-    rows = _row_names(header)
-    if rows:
-        return "wavelength" in rows
+    named = _image_rows_name(f, "wavelength")
+    if named is not None:
+        return named
     return _row2_is_wavelength(f.hdul[0].data)  # a file without the row description
 
 

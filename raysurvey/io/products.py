@@ -1,17 +1,16 @@
-"""String-keyed registry of 2D product readers (stripes, cutouts): ``identify`` + ``read``.
+"""The 2D product readers' registry (stripes, cutouts) and the helpers they share.
 
-The survey readers (``registry.py``) return a ``Spectrum``; products are other
-records (``Stripes``, ``Cutout``), so they have a registry of their own, with the same
-rules: a reader recognises its layout from the primary header's ``PRODTYPE`` and the
-HDU names, never from the file name; sources go through the same fetch, size caps
-and structural walk (``source.py``); every bad input is a ``SpectrumReadError``.
+Product readers have the survey readers' shape (``registry.Reader``: ``identify`` +
+``read``) in a registry of their own, since they return other records (``Stripes``,
+``Cutout``) than a ``Spectrum``; the same rules hold: a reader recognises its layout
+from the primary header's ``PRODTYPE`` and the HDU names, never from the file name;
+sources go through the same fetch, size caps and structural walk (``source.py``);
+every bad input is a ``SpectrumReadError``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,58 +19,35 @@ from astropy.io import fits
 from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
 from raysurvey.io.fitsutil import header_value, normalise_class, require_hdu
 from raysurvey.io.reader import read_typed
-from raysurvey.io.registry import FitsFile
+from raysurvey.io.registry import FitsFile, Reader, Registry
 from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits
 
 
-@dataclass(frozen=True)
-class ProductReader:
-    """One product layout.
+class ProductReader(Reader):
+    """A 2D product layout; ``kind`` is the product (``"stripes"`` or ``"cutout"``),
+    ``read`` returns its record (``Stripes``, ``Cutout``)."""
 
-    Attributes
-    ----------
-    name : str
-        Registry key, also written to the record's ``meta["layout"]``.
-    product : str
-        ``"stripes"`` or ``"cutout"``: what ``read`` returns.
-    identify : callable
-        ``identify(fits_file) -> bool``; cheap header checks, must not raise.
-    read : callable
-        ``read(fits_file, uri) -> record``; raises ``SpectrumReadError`` on bad content.
-    description : str
-        One line for ``raysurvey readers`` and the docs.
-    """
-
-    name: str
-    product: str
-    identify: Callable[[FitsFile], bool]
-    read: Callable[[FitsFile, str], Any]
-    description: str
+    @property
+    def product(self) -> str:
+        return self.kind
 
 
-_PRODUCT_READERS: dict[str, ProductReader] = {}
+PRODUCT_READERS: Registry[ProductReader] = Registry("product reader")
 
 
 def register_product_reader(reader: ProductReader) -> ProductReader:
     """Add a product reader; a name may be registered once."""
-    if reader.name in _PRODUCT_READERS:
-        raise ValueError(f"product reader {reader.name!r} is already registered")
-    _PRODUCT_READERS[reader.name] = reader
-    return reader
+    return PRODUCT_READERS.register(reader)
 
 
 def list_product_readers(product: str | None = None) -> list[ProductReader]:
     """Registered product readers (of one product, if given) in the order they are tried."""
-    return [r for r in _PRODUCT_READERS.values() if product is None or r.product == product]
+    return PRODUCT_READERS.list(product)
 
 
 def get_product_reader(name: str) -> ProductReader:
     """The product reader registered under ``name``."""
-    try:
-        return _PRODUCT_READERS[name]
-    except KeyError:
-        known = ", ".join(_PRODUCT_READERS)
-        raise KeyError(f"no product reader {name!r}; known: {known}") from None
+    return PRODUCT_READERS.get(name)
 
 
 def prodtype(fits_file: FitsFile) -> str:
@@ -107,6 +83,26 @@ def image_hdu(fits_file: FitsFile, extname: str, uri: str, ndim: int) -> tuple[A
             f"HDU {extname} must be a {ndim}D image, got shape {shape}",
         )
     return hdu, np.array(data, dtype=np.float32)
+
+
+def checked_image(
+    fits_file: FitsFile, extname: str, uri: str, min_shape: tuple[int, ...]
+) -> tuple[Any, np.ndarray]:
+    """(HDU, float32 data) of a required image at least ``min_shape`` in every axis, with
+    at least one finite pixel (``shape_mismatch``, ``no_valid_flux`` otherwise)."""
+    hdu, image = image_hdu(fits_file, extname, uri, ndim=len(min_shape))
+    if any(n < least for n, least in zip(image.shape, min_shape, strict=True)):
+        need = " x ".join(map(str, min_shape))
+        raise SpectrumReadError(
+            uri,
+            ReadErrorReason.SHAPE_MISMATCH,
+            f"HDU {extname} is {' x '.join(map(str, image.shape))}; need >= {need}",
+        )
+    if not np.isfinite(image).any():
+        raise SpectrumReadError(
+            uri, ReadErrorReason.NO_VALID_FLUX, f"HDU {extname} has no finite pixel"
+        )
+    return hdu, image
 
 
 def optional_image(fits_file: FitsFile, extname: str, uri: str, shape: tuple) -> np.ndarray | None:
@@ -162,17 +158,38 @@ def read_product(
 ) -> Any:
     """Read one product file with the first reader of ``product`` that identifies it.
 
-    A valid FITS file of another kind (a survey spectrum, the other product) is
-    ``unknown_layout``; anything unexpected becomes ``bad_header``, so no other
-    exception escapes.
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        The file: a local path, any fsspec URI (``s3://``...) or its bytes, plain or gzip.
+    product : str
+        ``"stripes"`` or ``"cutout"``: the readers to try.
+    uri : str, optional
+        For a ``bytes`` source, the name errors and ``meta["uri"]`` report.
+    layout : str, optional
+        A product reader's registry name, to use it without identifying the file.
+    limits : SourceLimits
+        Size caps against hostile input.
+
+    Returns
+    -------
+    Stripes or Cutout
+        The record of ``product``.
+
+    Raises
+    ------
+    SpectrumReadError
+        For every kind of bad input: a valid FITS file of another kind (a survey
+        spectrum, the other product) is ``unknown_layout``; anything unexpected becomes
+        ``bad_header``, so no other exception escapes.
     """
 
     def pick(fits_file: FitsFile) -> ProductReader:
-        if layout:
-            return get_product_reader(layout)
-        for reader in list_product_readers(product):
-            if _identifies(reader, fits_file):
-                return reader
+        reader = (
+            get_product_reader(layout) if layout else PRODUCT_READERS.identify(fits_file, product)
+        )
+        if reader is not None:
+            return reader
         found = prodtype(fits_file) or "none"
         names = [hdu.name for hdu in fits_file.hdul]
         raise SpectrumReadError(
@@ -182,10 +199,3 @@ def read_product(
         )
 
     return read_typed(source, pick, uri=uri, limits=limits)
-
-
-def _identifies(reader: ProductReader, fits_file: FitsFile) -> bool:
-    try:
-        return bool(reader.identify(fits_file))
-    except Exception:  # a malformed HDU is "not this layout", never a crash
-        return False

@@ -1,5 +1,8 @@
-"""String-keyed registry of survey readers: each an ``identify`` plus a ``read``.
+"""String-keyed registries of file readers: each reader an ``identify`` plus a ``read``.
 
+One shape serves both kinds of file: survey spectra (``SurveyReader``, returning a
+``Spectrum``; registry ``SURVEY_READERS``) and the 2D products (``ProductReader`` in
+``products.py``, returning ``Stripes`` or ``Cutout``; registry ``PRODUCT_READERS``).
 A reader recognises its layout from HDU names, header keywords and column names,
 never from the file name (real archives rename files by specObjID or object name).
 Readers are tried in registration order, most specific first.
@@ -9,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from astropy.io import fits
 
 from raysurvey.io.header import FastHeader
-from raysurvey.io.spectrum import Spectrum
 
 
 @dataclass(frozen=True)
@@ -39,49 +42,93 @@ class FitsFile:
 
 
 @dataclass(frozen=True)
-class SurveyReader:
-    """One survey file layout.
+class Reader:
+    """One file layout.
 
     Attributes
     ----------
     name : str
-        Registry key, also written to ``Spectrum.meta["layout"]``.
-    survey : str
-        ``"lamost"`` or ``"sdss"``.
+        Registry key, also written to the record's ``meta["layout"]``.
+    kind : str
+        What the layout holds: the survey (``"lamost"``, ``"sdss"``) of a spectrum
+        reader, the product (``"stripes"``, ``"cutout"``) of a product reader.
     identify : callable
         ``identify(fits_file) -> bool``; cheap checks first, must not raise.
     read : callable
-        ``read(fits_file, uri) -> Spectrum``; raises ``SpectrumReadError`` on bad content.
+        ``read(fits_file, uri) -> record``; raises ``SpectrumReadError`` on bad content.
     description : str
         One line for ``raysurvey readers`` and the docs.
     """
 
     name: str
-    survey: str
+    kind: str
     identify: Callable[[FitsFile], bool]
-    read: Callable[[FitsFile, str], Spectrum]
+    read: Callable[[FitsFile, str], Any]
     description: str
 
+    def identifies(self, fits_file: FitsFile) -> bool:
+        """``identify``, with any exception read as "not this layout", never a crash."""
+        try:
+            return bool(self.identify(fits_file))
+        except Exception:  # a malformed HDU is "not this layout"
+            return False
 
-_READERS: dict[str, SurveyReader] = {}
+
+class SurveyReader(Reader):
+    """A survey spectrum layout; ``kind`` is the survey, ``read`` returns a ``Spectrum``."""
+
+    @property
+    def survey(self) -> str:
+        return self.kind
+
+
+R = TypeVar("R", bound=Reader)
+
+
+class Registry(Generic[R]):
+    """Readers by name, in registration order (the order ``identify`` is tried)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._readers: dict[str, R] = {}
+
+    def register(self, reader: R) -> R:
+        """Add a reader; a name may be registered once."""
+        if reader.name in self._readers:
+            raise ValueError(f"{self.what} {reader.name!r} is already registered")
+        self._readers[reader.name] = reader
+        return reader
+
+    def list(self, kind: str | None = None) -> list[R]:
+        """Registered readers (of one kind, if given) in the order they are tried."""
+        return [r for r in self._readers.values() if kind is None or r.kind == kind]
+
+    def get(self, name: str) -> R:
+        """The reader registered under ``name``."""
+        try:
+            return self._readers[name]
+        except KeyError:
+            known = ", ".join(self._readers)
+            raise KeyError(f"no {self.what} {name!r}; known: {known}") from None
+
+    def identify(self, fits_file: FitsFile, kind: str | None = None) -> R | None:
+        """The first reader (of one kind, if given) that identifies this file, else None."""
+        return next((r for r in self.list(kind) if r.identifies(fits_file)), None)
+
+
+SURVEY_READERS: Registry[SurveyReader] = Registry("reader")
 
 
 def register_reader(reader: SurveyReader) -> SurveyReader:
-    """Add a reader; a name may be registered once."""
-    if reader.name in _READERS:
-        raise ValueError(f"reader {reader.name!r} is already registered")
-    _READERS[reader.name] = reader
-    return reader
+    """Add a survey reader; a name may be registered once."""
+    return SURVEY_READERS.register(reader)
 
 
 def list_readers() -> list[SurveyReader]:
-    """Registered readers in the order they are tried."""
-    return list(_READERS.values())
+    """Registered survey readers in the order they are tried."""
+    return SURVEY_READERS.list()
 
 
 def get_reader(name: str) -> SurveyReader:
-    """The reader registered under ``name``."""
-    try:
-        return _READERS[name]
-    except KeyError:
-        raise KeyError(f"no reader {name!r}; known: {', '.join(_READERS)}") from None
+    """The survey reader registered under ``name``."""
+    return SURVEY_READERS.get(name)

@@ -8,7 +8,15 @@ SDSS-V); HDU 2 is one row of the object's spectroscopic record, named ``SPECOBJ`
 SN_MEDIAN (u, g, r, i, z), PLUG_RA/PLUG_DEC and the ids. Full files carry more HDUs
 (line fits, per-exposure spectra), which are ignored.
 
-Pixels with a nonzero ``and_mask`` (bad in every exposure) are flagged bad.
+A pixel is bad where ``ivar <= 0`` (the pipeline zeroes it wherever it rejected a
+pixel) or where ``and_mask`` has a bit that means no usable data (``UNUSABLE_BITS``).
+The other SPPIXMASK bits are informational: real files carry e.g. BADFLAT (2),
+MANYBADCOLUMNS (4) or NEARBADPIXEL..BRIGHTSKY (16-23) on every pixel of an otherwise
+good spectrum.
+
+Files written by other software may lack EXTNAMEs: HDU 1 is then recognised as the
+COADD table by its flux/loglam/ivar columns and HDU 2 as the object record by its
+CLASS and Z columns.
 """
 
 from __future__ import annotations
@@ -35,6 +43,18 @@ from raysurvey.io.spectrum import Spectrum
 SURVEY = "sdss"
 BANDS = ("u", "g", "r", "i", "z")
 METADATA_HDU_NAMES = ("SPECOBJ", "SPALL")
+#: Columns that make an unnamed HDU 2 an object record (SPECOBJ/SPALL-like).
+METADATA_COLUMNS = frozenset({"CLASS", "Z"})
+
+#: SPPIXMASK bits (sdssMaskbits.par) that mean a pixel holds no usable data.
+SPPIXMASK_UNUSABLE = {
+    "NOPLUG": 0,
+    "BADTRACE": 1,
+    "FULLREJECT": 18,
+    "NODATA": 24,
+    "COMBINEREJ": 25,
+}
+UNUSABLE_BITS = sum(1 << bit for bit in SPPIXMASK_UNUSABLE.values())
 
 
 def sdss_specobjid(plate: int, mjd: int, fiber: int, run2d: str | int | None) -> str | None:
@@ -84,6 +104,16 @@ def _row_value(row: dict[str, Any], *keys: str, kind: type | None = None) -> Any
     return None
 
 
+def _is_metadata_hdu(hdu: Any) -> bool:
+    """HDU 2 named SPECOBJ/SPALL, or (no EXTNAME) a table with CLASS and Z columns."""
+    if not isinstance(hdu, fits.BinTableHDU):
+        return False
+    name = hdu.name.upper()
+    if name in METADATA_HDU_NAMES:
+        return True
+    return name in ("", "PRIMARY") and METADATA_COLUMNS <= header_column_names(hdu)
+
+
 def identify(f: FitsFile) -> bool:
     if f.n_hdus < 2 or f.header.get("NAXIS") != 0 or "SPEC_CLN" in f.header:
         return False
@@ -99,23 +129,25 @@ def read(f: FitsFile, uri: str) -> Spectrum:
     flux = table_column(coadd, "flux", uri, "COADD")
     ivar = table_column(coadd, "ivar", uri, "COADD")
     names = {n.lower() for n in coadd.columns.names}
-    bad = table_column(coadd, "and_mask", uri, "COADD") != 0 if "and_mask" in names else None
+    bad = None
+    if "and_mask" in names:
+        and_mask = table_column(coadd, "and_mask", uri, "COADD").astype(np.int64, copy=False)
+        bad = (and_mask & UNUSABLE_BITS) != 0
 
     meta_hdu = require_hdu(hdul, 2, uri)
-    if meta_hdu.name.upper() not in METADATA_HDU_NAMES or not isinstance(
-        meta_hdu, fits.BinTableHDU
-    ):
+    if not _is_metadata_hdu(meta_hdu):
         raise SpectrumReadError(
             uri,
             ReadErrorReason.MISSING_HDU,
-            f"HDU 2 is {meta_hdu.name!r}, expected SPECOBJ or SPALL",
+            f"HDU 2 is {meta_hdu.name!r}, expected SPECOBJ or SPALL "
+            "(or an unnamed table with CLASS and Z columns)",
         )
     row = _first_row(meta_hdu, uri)
     header = f.header
     meta = empty_meta(SURVEY, "sdss_spec", uri)
     run2d = _row_value(row, "RUN2D", kind=str) or header_value(header, "RUN2D", kind=str)
     meta["data_release"] = header_value(header, "RELEASE", kind=str) or (run2d and f"RUN2D {run2d}")
-    meta["metadata_hdu"] = meta_hdu.name.upper()
+    meta["metadata_hdu"] = meta_hdu.name.upper() or "HDU2"
     meta["plate"] = _row_value(row, "PLATE", "FIELD", kind=int) or header_value(
         header, "PLATEID", kind=int
     )

@@ -30,8 +30,8 @@ from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
 from raysurvey.io.fitsutil import header_value
 from raysurvey.io.products import (
     ProductReader,
+    checked_image,
     hdu_names,
-    image_hdu,
     optional_image,
     prodtype,
     product_meta,
@@ -39,7 +39,6 @@ from raysurvey.io.products import (
     register_product_reader,
 )
 from raysurvey.io.registry import FitsFile
-from raysurvey.io.source import DEFAULT_LIMITS, SourceLimits
 
 PRODUCT = "stripes"
 ARMS = ("blue", "red")
@@ -115,6 +114,13 @@ class Stripes:
         return float(np.median(signal / noise)) if inside.any() else float("nan")
 
 
+def read_stripes(source: str | os.PathLike | bytes, **options: Any) -> Stripes:
+    """Read one 2D stripes file from a path, URI or bytes: ``read_product(source,
+    "stripes", uri=..., limits=...)``, whose docstring has the options and the errors (a
+    survey spectrum or a cutout file: ``unknown_layout``)."""
+    return read_product(source, PRODUCT, **options)
+
+
 def _arm(arm: str) -> str:
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, not {arm!r}")
@@ -173,18 +179,8 @@ def read(f: FitsFile, uri: str) -> Stripes:
     traces: dict[str, float] = {}
     for arm in ARMS:
         extname = arm.upper()
-        hdu, image = image_hdu(f, extname, uri, ndim=2)
+        hdu, image = checked_image(f, extname, uri, (MIN_ROWS, MIN_COLUMNS))
         rows, columns = image.shape
-        if rows < MIN_ROWS or columns < MIN_COLUMNS:
-            raise SpectrumReadError(
-                uri,
-                ReadErrorReason.SHAPE_MISMATCH,
-                f"HDU {extname} is {rows} x {columns}; need >= {MIN_ROWS} x {MIN_COLUMNS}",
-            )
-        if not np.isfinite(image).any():
-            raise SpectrumReadError(
-                uri, ReadErrorReason.NO_VALID_FLUX, f"HDU {extname} has no finite pixel"
-            )
         header = hdu.header
         trace = header_value(header, "TRACEROW", kind=float)
         if trace is None:
@@ -210,32 +206,3 @@ def read(f: FitsFile, uri: str) -> Stripes:
 LAMOST_STRIPES = register_product_reader(
     ProductReader("stripes", PRODUCT, identify, read, "2D stripes: BLUE + RED images, linear WCS")
 )
-
-
-def read_stripes(
-    source: str | os.PathLike | bytes,
-    *,
-    uri: str | None = None,
-    limits: SourceLimits = DEFAULT_LIMITS,
-) -> Stripes:
-    """Read one 2D stripes file.
-
-    Parameters
-    ----------
-    source : str, os.PathLike or bytes
-        A local path, a ``file://`` or ``s3://`` URI, or the file's bytes (plain or gzip).
-    uri : str, optional
-        Name to report for a ``bytes`` source (errors and ``meta["uri"]``).
-    limits : SourceLimits
-        Size caps against hostile input.
-
-    Returns
-    -------
-    Stripes
-
-    Raises
-    ------
-    SpectrumReadError
-        For every kind of bad input (a survey spectrum or a cutout: ``unknown_layout``).
-    """
-    return read_product(source, PRODUCT, uri=uri, limits=limits)

@@ -197,6 +197,12 @@ class CrissCrossAttention(nn.Module):
         return x
 
 
+def _shared_mlp(channels: int, reduction: int) -> nn.Sequential:
+    """CBAM's channel MLP C -> C/r -> C (with biases), shared by both pooled inputs."""
+    hidden = max(1, channels // reduction)
+    return nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+
+
 class ConvBlockAttention(nn.Module):
     """CBAM (Woo et al. 2018, "CBAM: Convolutional Block Attention Module").
 
@@ -208,12 +214,7 @@ class ConvBlockAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
         super().__init__()
-        hidden = max(1, channels // reduction)
-        self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, channels),
-        )
+        self.mlp = _shared_mlp(channels, reduction)
         self.spatial = nn.Conv1d(
             2, 1, kernel_size=spatial_kernel, padding=spatial_kernel // 2, bias=False
         )
@@ -236,12 +237,7 @@ class ConvBlockAttention2d(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
         super().__init__()
-        hidden = max(1, channels // reduction)
-        self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, channels),
-        )
+        self.mlp = _shared_mlp(channels, reduction)
         self.spatial = nn.Conv2d(
             2, 1, kernel_size=spatial_kernel, padding=spatial_kernel // 2, bias=False
         )

@@ -8,7 +8,13 @@ A bundle is a directory (local path or any fsspec URI, e.g. ``s3://bucket/run/be
   target names for regression, with their normalisation), the modalities the model
   reads and the options they were computed with, provenance (raysurvey version,
   creation time, free-form metadata such as the run id and metrics), the weights'
-  SHA-256 and a version hash over weights and metadata.
+  SHA-256 and a version hash over weights and metadata;
+- optionally (format 2) ``calibration.safetensors`` and a ``calibration`` section in
+  ``bundle.json``: the probability scaling, the out-of-distribution model and the
+  thresholds of the catalog's warning bits (``raysurvey.calibration``,
+  ``save_calibration``). Format-1 bundles (no calibration) still load; their catalog
+  rows get uncalibrated probabilities, a null ``ood_score`` and no LOW_CONFIDENCE /
+  OUT_OF_DISTRIBUTION bits (``raysurvey calibrate-bundle`` adds a calibration).
 
 ``bundle.json`` is written last, so a directory without it is an unfinished write;
 ``load_bundle`` refuses it, and refuses weights whose checksum does not match.
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -32,9 +39,10 @@ import raysurvey
 from raysurvey.models._registry import config_dict, create_model
 
 FORMAT = "raysurvey-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional calibration section and file (1 still reads)
 MANIFEST = "bundle.json"
 WEIGHTS = "model.safetensors"
+CALIBRATION = "calibration.safetensors"
 TASKS = ("classify", "redshift", "stellar_params")
 
 
@@ -62,6 +70,10 @@ class Bundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     raysurvey_version: str = ""
+    #: The ``calibration`` section of bundle.json (None: an uncalibrated bundle).
+    calibration: dict[str, Any] | None = None
+    #: Its arrays (e.g. the OOD model's class means and precision matrix), numpy.
+    calibration_tensors: dict[str, Any] = field(default_factory=dict)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -203,6 +215,7 @@ def load_bundle(uri: str, device: str | torch.device = "cpu") -> Bundle:
     if hashlib.sha256(weights).hexdigest() != manifest["weights_sha256"]:
         raise BundleError(uri, f"{manifest['weights']} does not match its checksum (corrupt?)")
     state = load_safetensors(weights)
+    calibration, calibration_tensors = _read_calibration(uri, fs, path, manifest)
     model = create_model(manifest["model_name"], **manifest["model_config"])
     try:
         model.load_state_dict(state, strict=True)
@@ -222,4 +235,81 @@ def load_bundle(uri: str, device: str | torch.device = "cpu") -> Bundle:
         metadata=manifest.get("metadata", {}),
         created_at=manifest.get("created_at", ""),
         raysurvey_version=manifest.get("raysurvey_version", ""),
+        calibration=calibration,
+        calibration_tensors=calibration_tensors,
     )
+
+
+def _read_calibration(uri: str, fs, path: str, manifest: dict):
+    calibration = manifest.get("calibration")
+    if not calibration:
+        return None, {}
+    name = calibration.get("file")
+    if not name:
+        return calibration, {}
+    try:
+        data = fs.cat_file(_join(path, name))
+    except FileNotFoundError:
+        raise BundleError(uri, f"calibration file {name} is missing") from None
+    if hashlib.sha256(data).hexdigest() != calibration.get("sha256"):
+        raise BundleError(uri, f"{name} does not match its checksum (corrupt?)")
+    tensors = {k: v.numpy() for k, v in load_safetensors(data).items()}
+    return calibration, tensors
+
+
+def save_calibration(
+    uri: str,
+    calibration: dict[str, Any],
+    tensors: dict[str, Any] | None = None,
+    out: str | None = None,
+) -> str:
+    """Store ``calibration`` (the JSON section) and its arrays in the bundle at ``uri``,
+    or in a copy of it at ``out``; returns the new version hash (the calibration is
+    part of what the version covers, so a recalibrated bundle is a new version and a
+    catalog planned with the old one is not resumed with it).
+    """
+    manifest = read_manifest(uri)
+    if manifest["task"] != "classify":
+        raise BundleError(uri, f"only classifiers are calibrated, not task {manifest['task']}")
+    fs, path = fsspec.core.url_to_fs(uri)
+    out = out or uri
+    out_fs, out_path = fsspec.core.url_to_fs(out)
+    same = out_fs.protocol == fs.protocol and out_path.rstrip("/") == path.rstrip("/")
+    if not same:
+        weights = fs.cat_file(_join(path, manifest["weights"]))
+        if hashlib.sha256(weights).hexdigest() != manifest["weights_sha256"]:
+            raise BundleError(uri, f"{manifest['weights']} does not match its checksum")
+        out_fs.makedirs(out_path, exist_ok=True)
+        if out_fs.exists(_join(out_path, MANIFEST)):
+            out_fs.rm(_join(out_path, MANIFEST))
+        with out_fs.open(_join(out_path, manifest["weights"]), "wb") as f:
+            f.write(weights)
+    section = dict(calibration)
+    if tensors:
+        arrays = {
+            k: torch.from_numpy(np.ascontiguousarray(np.asarray(v, dtype=np.float32)))
+            for k, v in tensors.items()
+        }
+        data = save_safetensors(arrays, metadata={"format": FORMAT})
+        section["file"] = CALIBRATION
+        section["sha256"] = hashlib.sha256(data).hexdigest()
+    else:
+        section.pop("file", None)
+        section.pop("sha256", None)
+    manifest = dict(manifest)
+    manifest["calibration"] = json.loads(json.dumps(section, default=_plain_json))
+    manifest["format_version"] = FORMAT_VERSION
+    manifest["version"] = _version(manifest["weights_sha256"], manifest)
+    manifest_path = _join(out_path, MANIFEST)
+    if out_fs.exists(manifest_path):
+        out_fs.rm(manifest_path)  # never a manifest describing a half-written calibration
+    if tensors:
+        with out_fs.open(_join(out_path, CALIBRATION), "wb") as f:
+            f.write(data)
+    with out_fs.open(manifest_path, "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+    return manifest["version"]
+
+
+def _plain_json(value):
+    return np.asarray(value).tolist()

@@ -90,6 +90,10 @@ class SynthConfig:
         Also write each spectrum's g, r, i cutouts (``synth/photometry.py``).
     fibre_contamination : float
         Probability that a neighbouring fibre's light reaches a stripe's edge rows.
+    realism : {"survey", "clean"}
+        "survey" (default) draws populations and instrument effects as real files show
+        them and writes the real files' layout variants (``synth/variety.py``,
+        ``observe.py``, docs/real-data.md); "clean" is the earlier, tidier model.
     """
 
     n: int
@@ -110,6 +114,7 @@ class SynthConfig:
     with_2d: bool = False
     with_photometry: bool = False
     fibre_contamination: float = 0.1
+    realism: str = "survey"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +135,8 @@ class SynthConfig:
             raise ValueError("label_noise must be in [0, 1]")
         if not 0 < self.snr_min < self.snr_max:
             raise ValueError("need 0 < snr_min < snr_max")
+        if self.realism not in ("survey", "clean"):
+            raise ValueError(f"realism must be 'survey' or 'clean', not {self.realism!r}")
         if not 0.0 <= self.fibre_contamination <= 1.0:
             raise ValueError("fibre_contamination must be in [0, 1]")
 

@@ -67,7 +67,7 @@ def primary_header_only(body: str) -> bytes:
 
 @functools.cache
 def _table_template(
-    name: str, columns: tuple[tuple[str, str], ...], n_rows: int
+    name: str | None, columns: tuple[tuple[str, str], ...], n_rows: int
 ) -> tuple[bytes, np.dtype]:
     """Header bytes and record dtype astropy produces for this table shape."""
     defs = []
@@ -87,8 +87,9 @@ def _table_template(
     return _pad(hdu.header.tostring().encode("ascii"), b" "), hdu.data.dtype.newbyteorder(">")
 
 
-def bintable(name: str, columns: Sequence[tuple[str, str, Any]], n_rows: int) -> bytes:
-    """A binary-table extension from (name, TFORM, values) columns of ``n_rows`` rows."""
+def bintable(name: str | None, columns: Sequence[tuple[str, str, Any]], n_rows: int) -> bytes:
+    """A binary-table extension from (name, TFORM, values) columns of ``n_rows`` rows
+    (``name=None``: no EXTNAME card)."""
     layout = tuple((col_name, fmt) for col_name, fmt, _ in columns)
     header, dtype = _table_template(name, layout, n_rows)
     records = np.zeros(n_rows, dtype=dtype)

@@ -9,6 +9,16 @@ of the flux calibration, and the sky (continuum, [O I] 5577/6300/6364, Na D, Hg
 from object plus sky, scaled so the median S/N per pixel over the r band hits the
 drawn value; sky-subtraction residuals sit at the sky lines; masks flag saturated
 sky-line cores, dead-pixel runs (flux 0, as real files hold) and the arm join.
+
+``realism="survey"`` (the default of releases) adds what real files show and
+template draws lack: a throughput that falls towards both ends of the range (the
+blue end of a faint SDSS spectrum is several times noisier than its r band), sky
+residuals that differ from line to line and are several per cent of the line,
+Galactic reddening (CCM89, E(B-V) exponential with mean 0.15 for stars, 0.03 for
+galaxies and QSOs),
+unmasked single-pixel spikes (cosmic-ray and hot-pixel residue), and for LAMOST a
+flux calibration with a random power-law tilt (DR1-DR5 relative fluxes).
+``realism="clean"`` is the earlier model, kept for tests of the physics.
 """
 
 from __future__ import annotations
@@ -153,6 +163,48 @@ def sample_linear(rest: RestFrameSpectrum, edges: np.ndarray, z: float) -> np.nd
     return flux / (1.0 + z)
 
 
+REALISM = ("survey", "clean")
+
+
+def throughput(wave: np.ndarray) -> np.ndarray:
+    """Relative system throughput: 1 near 6300 A, ~0.25 at 3800 A and 8800 A."""
+    return 0.05 + 0.95 * np.exp(-0.5 * ((wave - 6300.0) / 1400.0) ** 2)
+
+
+def ccm_extinction(wave: np.ndarray, ebv: float, r_v: float = 3.1) -> np.ndarray:
+    """Transmission 10 ** (-0.4 A(lambda)) of dust with E(B-V) = ``ebv`` (Cardelli,
+    Clayton & Mathis 1989: the optical polynomial for 1.1-3.3 / um, the infrared
+    power law below)."""
+    x = 1e4 / np.asarray(wave, dtype=np.float64)  # inverse microns
+    y = x - 1.82
+    a = np.where(
+        x >= 1.1,
+        1 + 0.17699 * y - 0.50447 * y**2 - 0.02427 * y**3 + 0.72085 * y**4
+        + 0.01979 * y**5 - 0.77530 * y**6 + 0.32999 * y**7,
+        0.574 * x**1.61,
+    )  # fmt: skip
+    b = np.where(
+        x >= 1.1,
+        1.41338 * y + 2.28305 * y**2 + 1.07233 * y**3 - 5.38434 * y**4
+        - 0.62251 * y**5 + 5.30260 * y**6 - 2.09002 * y**7,
+        -0.527 * x**1.61,
+    )  # fmt: skip
+    a_lambda = ebv * r_v * (a + b / r_v)
+    return 10.0 ** (-0.4 * a_lambda)
+
+
+#: Mean E(B-V) (exponential draws, capped at 1) of Galactic dust in front of stars
+#: (LAMOST and SEGUE reach low latitudes) and of extragalactic targets (high latitude).
+EBV_SCALE = {"star": 0.15, "extragalactic": 0.03}
+
+
+def _correlated(rng: np.random.Generator, n: int, width: float = 1.5) -> np.ndarray:
+    half = int(4 * width)
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / width) ** 2)
+    noise = np.convolve(rng.standard_normal(n), kernel / np.sqrt(np.sum(kernel**2)), "same")
+    return noise
+
+
 def observe(
     rest: RestFrameSpectrum,
     model: SurveyModel,
@@ -160,6 +212,7 @@ def observe(
     snr_r: float,
     flux_scale: float,
     rng: np.random.Generator,
+    realism: str = "clean",
 ) -> ObservedSpectrum:
     """Simulate one observed spectrum.
 
@@ -177,7 +230,12 @@ def observe(
         Median object flux in the output units.
     rng : numpy.random.Generator
         Source of every random choice (file length, calibration, noise, masks).
+    realism : {"clean", "survey"}
+        "survey" adds throughput, per-line sky residuals, spikes and LAMOST tilts.
     """
+    if realism not in REALISM:
+        raise ValueError(f"realism must be one of {REALISM}, not {realism!r}")
+    survey_like = realism == "survey"
     start = rng.uniform(*model.loglam_start)
     n_pix = int(rng.integers(model.n_pix[0], model.n_pix[1] + 1))
     loglam = start + DLOGLAM * np.arange(n_pix)
@@ -189,6 +247,16 @@ def observe(
     calibration = 1.0 + model.calibration_error * (
         rng.normal() * x + 0.5 * rng.normal() * (x**2 - 1 / 3)
     )
+    if survey_like:  # Galactic dust: reddening that mimics a cooler continuum
+        scale = EBV_SCALE["extragalactic" if rest.kind in ("GALAXY", "QSO") else "star"]
+        signal = signal * ccm_extinction(wave, min(rng.exponential(scale), 1.0))
+        signal *= flux_scale / np.median(signal)
+    if survey_like and model.survey == "lamost":
+        calibration = calibration * (wave / 6000.0) ** rng.normal(0.0, 0.3)
+    if survey_like and model.arm_join is not None:  # each arm calibrated on its own
+        calibration = np.where(
+            wave < sum(model.arm_join) / 2, calibration * rng.normal(1.0, 0.08), calibration
+        )
     signal = np.maximum(signal * calibration, 0.0)
 
     sky_continuum, sky_lines = sky_model(wave, model)
@@ -199,12 +267,21 @@ def observe(
     if model.arm_join is not None:
         join = (wave > model.arm_join[0]) & (wave < model.arm_join[1])
         variance_shape[join] *= 2.5
+    if survey_like:
+        variance_shape = variance_shape / throughput(wave)
     r_band = (wave > SNR_BANDS["r"][0]) & (wave < SNR_BANDS["r"][1])
     scale = np.median(signal[r_band] / np.sqrt(variance_shape[r_band])) / snr_r
     sigma = scale * np.sqrt(variance_shape)
 
     residual = sky_level * sky_lines * 0.02 * rng.standard_normal()
+    if survey_like:
+        amplitude = rng.uniform(0.01, 0.08)
+        residual = residual + sky_level * sky_lines * amplitude * _correlated(rng, n_pix)
     flux = signal + sigma * rng.standard_normal(n_pix) + residual
+    if survey_like:
+        for _ in range(int(rng.poisson(1.5))):  # unmasked cosmic-ray / hot-pixel residue
+            at = int(rng.integers(n_pix))
+            flux[at] += sigma[at] * rng.uniform(5.0, 40.0)
     ivar = 1.0 / (sigma * rng.uniform(0.95, 1.05)) ** 2  # pipelines misjudge noise a little
 
     andmask = np.zeros(n_pix, np.int32)
@@ -222,6 +299,8 @@ def observe(
         ormask[run] |= NODATA
         flux[run] = 0.0
         ivar[run] = 0.0
+    if survey_like:
+        _lost_regions(wave, model, flux, ivar, andmask, ormask, rng)
     ivar[andmask != 0] = 0.0
     snr = measure_snr(wave, flux, ivar)
     return ObservedSpectrum(
@@ -233,6 +312,20 @@ def observe(
         sky.astype(np.float32),
         snr,
     )
+
+
+def _lost_regions(wave, model, flux, ivar, andmask, ormask, rng) -> None:
+    """Whole regions real files lose: the arm join (30 % of files with one) and the
+    blue end (20 %, up to 400 A), written as zero flux and ivar with NODATA set."""
+    lost = np.zeros(wave.size, dtype=bool)
+    if model.arm_join is not None and rng.random() < 0.3:
+        lost |= (wave > model.arm_join[0]) & (wave < model.arm_join[1])
+    if rng.random() < 0.2:
+        lost |= wave < wave[0] + rng.uniform(50.0, 400.0)
+    andmask[lost] |= NODATA
+    ormask[lost] |= NODATA
+    flux[lost] = 0.0
+    ivar[lost] = 0.0
 
 
 def measure_snr(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> dict[str, float]:

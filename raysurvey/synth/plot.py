@@ -124,3 +124,63 @@ def plot_release(manifest_uri: str, out: str, min_snr: float = 15.0) -> str:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _groups(rows: list[dict], truth: bool) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        cls = row.get("true_class") if truth else row.get("class")
+        if cls in ("STAR", "GALAXY", "QSO") and not row.get("read_error"):
+            groups.setdefault((cls, row["survey"]), []).append(row)
+    return groups
+
+
+def _typical(rows: list[dict], k: int) -> list[dict]:
+    """``k`` rows spread over the S/N quantiles (25 %, 50 %, 75 % for k = 3)."""
+    rows = sorted(rows, key=lambda r: r.get("snr_r") or 0.0)
+    picks = [rows[int(len(rows) * (i + 1) / (k + 1))] for i in range(min(k, len(rows)))]
+    return picks
+
+
+def plot_compare(synth_uri: str, real_uri: str, out: str, per_group: int = 2) -> str:
+    """Synthetic (left) and real (right) spectra side by side per class and survey, on
+    the common grid the models see, at evenly spaced S/N quantiles of each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from raysurvey.spectra import to_grid
+    from raysurvey.spectra.grid import grid_wavelength
+
+    synth = _groups(pq.read_table(synth_uri).to_pylist(), truth=True)
+    real = _groups(pq.read_table(real_uri).to_pylist(), truth=False)
+    keys = sorted(set(synth) & set(real))
+    if not keys:
+        raise ValueError("no (class, survey) group is in both manifests")
+    n_rows = len(keys) * per_group
+    fig, axes = plt.subplots(n_rows, 2, figsize=(14, 1.4 * n_rows + 0.6), sharex=True)
+    axes = np.atleast_2d(axes)
+    wave = grid_wavelength()
+    for g, key in enumerate(keys):
+        for col, groups in enumerate((synth, real)):
+            for i, row in enumerate(_typical(groups[key], per_group)):
+                ax = axes[g * per_group + i, col]
+                flux = to_grid(read_spectrum(row["uri"])).flux
+                lo, hi = np.nanpercentile(flux, [1, 99])
+                ax.plot(wave, flux, lw=0.4, color="k")
+                ax.set_ylim(lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo))
+                z = row.get("true_z") if col == 0 else row.get("z")
+                label = (
+                    f"{'synthetic' if col == 0 else 'real'} {key[0]} {key[1]}  "
+                    f"z={z or 0:.3f}  S/N_r={row.get('snr_r') or 0:.1f}"
+                )
+                ax.text(0.005, 0.05, label, transform=ax.transAxes, fontsize=7)
+                ax.set_yticks([])
+    for ax in axes[-1]:
+        ax.set_xlabel("observed vacuum wavelength (A), common grid")
+    fig.suptitle("synthetic (left) and real (right) spectra, as the models see them", fontsize=9)
+    fig.tight_layout(h_pad=0.1)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

@@ -32,6 +32,7 @@ from raysurvey.synth.observe import SURVEY_MODELS, ObservedSpectrum, observe
 from raysurvey.synth.photometry import simulate_cutout, write_cutout
 from raysurvey.synth.source import STAR_KINDS, RestFrameSpectrum, SpectrumSource
 from raysurvey.synth.stripes import simulate_stripes, write_stripes
+from raysurvey.synth.variety import HOST_MAX_Z, galaxy_redshift, qso_redshift, qso_variety
 from raysurvey.synth.writers import Labels, product_cards, write_lamost, write_sdss
 
 C_KMS = 299_792.458
@@ -42,6 +43,14 @@ TYPE_ORDER = ("O", "B", "A", "F", "G", "K", "M")
 #: mix's [seed, 7, block] stream for index 7 and block 2.
 STRIPES_STREAM = (2, 1)
 CUTOUT_STREAM = (3, 1)
+#: ``SynthConfig.extra[BOTH_SURVEYS]``: the fraction of a mixed release's spectra that
+#: re-observe an earlier object (within the previous ``REPEAT_LOOKBACK`` spectra) with the
+#: other survey: same kind, redshift and position within ~0.3 arcsec, so a LAMOST x SDSS
+#: cross-match finds real pairs. Absent or 0 (the default): releases are unchanged.
+BOTH_SURVEYS = "both_surveys"
+REPEAT_LOOKBACK = 64
+REPEAT_SCATTER_ARCSEC = 0.3
+REPEAT_STREAM = 13
 STRIPES_DIR, CUTOUTS_DIR = "stripes", "cutouts"
 
 
@@ -109,6 +118,10 @@ def plan(config: SynthConfig, index: int, rng: np.random.Generator) -> Plan:
             break
     if kind in STAR_KINDS:
         z = float(np.clip(rng.normal(0.0, 40.0), -500.0, 500.0)) / C_KMS
+    elif config.realism == "survey" and kind == "GALAXY":
+        z, _ = galaxy_redshift(rng, boss=survey == "sdss" and layout == "SPALL")
+    elif config.realism == "survey":
+        z = qso_redshift(rng)
     elif kind == "GALAXY":
         shape, scale = (2.0, 0.05) if survey == "lamost" else (2.5, 0.06)
         z = float(min(0.02 + rng.gamma(shape, scale), 0.8))
@@ -117,7 +130,36 @@ def plan(config: SynthConfig, index: int, rng: np.random.Generator) -> Plan:
     ra = float(rng.uniform(0.0, 360.0))
     lo, hi = np.radians([-10.0, 70.0])
     dec = float(np.degrees(np.arcsin(rng.uniform(np.sin(lo), np.sin(hi)))))
+    first = repeat_of(config, index)
+    if first is not None:  # own stream: the draws above (and after) stay as they were
+        earlier = plan(config, first, np.random.default_rng([config.seed, first]))
+        if earlier.survey != survey:
+            kind, z = earlier.kind, earlier.z
+            scatter = np.random.default_rng([config.seed, REPEAT_STREAM, index, 1]).normal(
+                0.0, REPEAT_SCATTER_ARCSEC / 3600.0, 2
+            )
+            dec = float(np.clip(earlier.dec + scatter[1], -90.0, 90.0))
+            ra = float((earlier.ra + scatter[0] / max(np.cos(np.radians(dec)), 1e-6)) % 360.0)
     return Plan(index, kind, survey, layout, snr, z, ra, dec)
+
+
+def repeat_of(config: SynthConfig, index: int) -> int | None:
+    """The earlier spectrum that spectrum ``index`` may re-observe (``BOTH_SURVEYS``).
+
+    None unless the release is mixed and asks for repeats; an index that is itself a
+    repeat is never re-observed, so every pair is (first observation, repeat). The
+    repeat is made only when the two spectra's surveys differ (see ``plan``).
+    """
+    fraction = float((config.extra or {}).get(BOTH_SURVEYS, 0.0))
+    if fraction <= 0.0 or config.survey != "mixed" or index == 0:
+        return None
+    rng = np.random.default_rng([config.seed, REPEAT_STREAM, index])
+    if rng.random() >= fraction:
+        return None
+    first = index - 1 - int(rng.integers(min(index, REPEAT_LOOKBACK)))
+    if first > 0 and np.random.default_rng([config.seed, REPEAT_STREAM, first]).random() < fraction:
+        return None  # the earlier one is a repeat candidate itself: no chains
+    return first
 
 
 def true_labels(rest: RestFrameSpectrum) -> tuple[str, str | None]:
@@ -205,6 +247,27 @@ def identifiers(config: SynthConfig, p: Plan) -> dict:
     }
 
 
+def draw_rest(
+    config: SynthConfig, source: SpectrumSource, p: Plan, rng: np.random.Generator, resolution
+) -> RestFrameSpectrum:
+    """The rest-frame spectrum; with ``realism="survey"`` widened as real populations are
+    (``synth/variety.py``): varied QSOs, and red (not star-forming) BOSS-range galaxies."""
+    if config.realism != "survey" or p.kind not in ("QSO", "GALAXY"):
+        return source.draw(p.kind, rng, resolution)
+    if p.kind == "GALAXY":
+        rest = source.draw("GALAXY", rng, resolution)
+        if p.survey == "sdss" and p.z >= 0.25:  # an LRG-range redshift: a passive galaxy
+            for _ in range(6):
+                if rest.subclass != "STARFORMING":
+                    break
+                rest = source.draw("GALAXY", rng, resolution)
+        return rest
+    draw_qso = getattr(source, "draw_qso", None)
+    rest = draw_qso(rng, resolution, p.z) if draw_qso else source.draw("QSO", rng, resolution)
+    host = source.draw("GALAXY", rng, resolution) if p.z < HOST_MAX_Z else None
+    return qso_variety(rest, p.z, rng, host)
+
+
 @dataclass(frozen=True)
 class Simulated:
     """Everything made for one index, before it becomes bytes (tests compare these)."""
@@ -224,12 +287,12 @@ def simulate(config: SynthConfig, source: SpectrumSource, index: int) -> Simulat
         "lamost" if p.survey == "lamost" else ("sdss_legacy" if p.layout == "SPECOBJ" else "boss")
     )
     model = SURVEY_MODELS[model_name]
-    rest = source.draw(p.kind, rng, model.resolution)
+    rest = draw_rest(config, source, p, rng, model.resolution)
     if p.survey == "lamost":  # relative flux units
         flux_scale = float(np.exp(rng.uniform(np.log(100), np.log(3000))))
     else:  # 1e-17 erg/s/cm2/A: sky-limited, so brightness tracks S/N
         flux_scale = p.snr_r * float(rng.uniform(0.4, 1.2))
-    observed = observe(rest, model, p.z, p.snr_r, flux_scale, rng)
+    observed = observe(rest, model, p.z, p.snr_r, flux_scale, rng, config.realism)
     cls, subclass, z, z_err, zwarning = pipeline_labels(p, rest, rng, config.label_noise)
     ids = identifiers(config, p)
     release = (
@@ -253,7 +316,10 @@ def simulate(config: SynthConfig, source: SpectrumSource, index: int) -> Simulat
         run2d=ids.get("run2d", ""),
         data_release=release,
     )
-    path = ids["path"] + (".gz" if config.gzip else "")
+    path = ids["path"]
+    if p.survey == "sdss" and file_variant(config, index)["named_by_id"]:
+        path = posixpath.join(posixpath.dirname(path), f"{ids['specobjid']}.fits")
+    path += ".gz" if config.gzip else ""
     return Simulated(p, rest, observed, labels, path)
 
 
@@ -289,6 +355,31 @@ def generate_products(config: SynthConfig, sim: Simulated) -> dict[str, tuple[st
     return products
 
 
+#: Seed-sequence tag of the file-layout variant draws (never the flux's stream).
+VARIANT_STREAM = (4, 1)
+#: SPPIXMASK bits that real files carry on every pixel of good spectra (BADFLAT,
+#: MANYBADCOLUMNS, NEARBADPIXEL, LOWFLAT): readers must not mask on them.
+INFORMATIONAL_BITS = (1 << 2, 1 << 4, 1 << 16, 1 << 17)
+
+
+def file_variant(config: SynthConfig, index: int) -> dict[str, dict]:
+    """How spectrum ``index``'s file is written, among the variants real archives hold
+    (``realism="survey"`` only): LAMOST DR6-DR8 row names with commas; SDSS files with
+    an informational and-mask bit on every pixel, written without EXTNAMEs, or named by
+    their specObjID (readers never look at file names)."""
+    if config.realism != "survey":
+        return {"lamost": {}, "sdss": {}, "named_by_id": False}
+    rng = np.random.default_rng([config.seed, index, *VARIANT_STREAM])
+    commas = bool(rng.random() < 0.5)
+    info_bits = int(rng.choice(INFORMATIONAL_BITS)) if rng.random() < 0.2 else 0
+    extnames = bool(rng.random() >= 0.1)
+    return {
+        "lamost": {"commas": commas},
+        "sdss": {"info_bits": info_bits, "extnames": extnames},
+        "named_by_id": bool(rng.random() < 0.05),  # archives that rename by specObjID
+    }
+
+
 def generate_one(
     config: SynthConfig, source: SpectrumSource, index: int
 ) -> tuple[list[tuple[str, bytes]], dict]:
@@ -300,11 +391,12 @@ def generate_one(
     """
     sim = simulate(config, source, index)
     p, rest, observed, labels = sim.plan, sim.rest, sim.observed, sim.labels
+    variant = file_variant(config, index)
     if p.survey == "lamost":
-        data = write_lamost(observed, labels, p.layout, config.gzip)
+        data = write_lamost(observed, labels, p.layout, config.gzip, **variant["lamost"])
         layout = p.layout
     else:
-        data = write_sdss(observed, labels, p.layout, config.gzip)
+        data = write_sdss(observed, labels, p.layout, config.gzip, **variant["sdss"])
         layout = "sdss_spec"
     true_class, true_subclass = true_labels(rest)
     row = {

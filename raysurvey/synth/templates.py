@@ -57,6 +57,12 @@ TEMPLATE_FILES: dict[str, str] = {
     "GALAXY": "rrtemplate-galaxy.fits",
     "QSO": "rrtemplate-qso.fits",
 }
+#: The DR16Q-based QSO bases (Redrock's LOZ and HIZ), used beside the BOSS one for
+#: variety when a draw's redshift is known (``RedrockSource.draw_qso``).
+QSO_BASES_BY_Z: tuple[tuple[float, float, str], ...] = (
+    (0.0, 1.5, "rrtemplate-qso-LOZ.fits"),
+    (1.5, 7.0, "rrtemplate-qso-HIZ.fits"),
+)
 
 #: Teff range (K) per class, hottest first: subclass digit 0 at the hot end.
 TEFF_RANGES: dict[str, tuple[float, float]] = {
@@ -258,11 +264,37 @@ class RedrockSource:
             feh=feh,
         )
 
-    def _qso(self, basis: np.ndarray, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def draw_qso(
+        self, rng: np.random.Generator, resolution: float, z: float, spread: float = 0.3
+    ) -> RestFrameSpectrum:
+        """A QSO for redshift ``z`` from the BOSS basis or, half the time, the DR16Q
+        basis for that redshift (LOZ below 1.5, HIZ above), eigenvector weights of
+        ``spread`` of the mean QSO's norm (``draw`` uses 0.15)."""
+        filename = TEMPLATE_FILES["QSO"]
+        for low, high, name in QSO_BASES_BY_Z:
+            if low <= z < high and os.path.exists(self._path(name)) and rng.random() < 0.5:
+                filename = name
+        template = self._template(filename)
+        basis = self._broadened(filename, float(resolution))
+        if np.median(basis[0]) < 0:  # PCA signs are arbitrary: the mean QSO is positive
+            basis = np.vstack([-basis[0], basis[1:]])
+        wave = 10 ** (template.loglam0 + template.dloglam * np.arange(basis.shape[1]))
+        flux = self._qso(basis, wave, rng, spread)
+        return RestFrameSpectrum(template.loglam0, template.dloglam, flux, "QSO", "BROADLINE")
+
+    def _qso(
+        self,
+        basis: np.ndarray,
+        wave: np.ndarray,
+        rng: np.random.Generator,
+        spread: float = 0.15,
+    ) -> np.ndarray:
         norms = np.linalg.norm(basis, axis=1)
         window = (wave > 1000) & (wave < 9000)
+        n_vectors = basis.shape[0] - 1
         for _ in range(10):
-            coeff = np.concatenate([[1.0], 0.15 * norms[0] / norms[1:] * rng.standard_normal(3)])
+            weights = spread * norms[0] / norms[1:] * rng.standard_normal(n_vectors)
+            coeff = np.concatenate([[1.0], weights])
             flux = coeff @ basis
             if np.mean(flux[window] <= 0) < 0.002:
                 break

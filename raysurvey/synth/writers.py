@@ -122,8 +122,13 @@ def _designation(ra: float, dec: float) -> str:
     return f"LAMOST J{h:02d}{m:02d}{s:05.2f}{sign}{d:02d}{dm:02d}{ds:04.1f}"
 
 
-def write_lamost(spec: ObservedSpectrum, labels: Labels, layout: str, gzipped: bool) -> bytes:
-    """A LAMOST file: DR2-DR8 image (``lamost_image``) or DR9+ table (``lamost_table``)."""
+def write_lamost(
+    spec: ObservedSpectrum, labels: Labels, layout: str, gzipped: bool, commas: bool = False
+) -> bytes:
+    """A LAMOST file: DR2-DR8 image (``lamost_image``) or DR9+ table (``lamost_table``).
+
+    ``commas``: the image's row names as DR6-DR8 write them ("Flux, Inverse, ...").
+    """
     wave = spec.wavelength.astype(np.float32)
     rows = [
         spec.flux,
@@ -133,7 +138,9 @@ def write_lamost(spec: ObservedSpectrum, labels: Labels, layout: str, gzipped: b
         spec.ormask.astype(np.float32),
     ]
     if layout == "lamost_image":
-        body = _lamost_cards(spec, labels, "Flux Inverse Wavelength Andmask Ormask")
+        separator = ", " if commas else " "
+        row_names = separator.join(("Flux", "Inverse", "Wavelength", "Andmask", "Ormask"))
+        body = _lamost_cards(spec, labels, row_names)
         return _finish(primary_image(body, np.vstack(rows)), gzipped)
     if layout != "lamost_table":
         raise ValueError(f"LAMOST layout must be one of {LAMOST_LAYOUTS}, not {layout!r}")
@@ -149,8 +156,20 @@ def write_lamost(spec: ObservedSpectrum, labels: Labels, layout: str, gzipped: b
     return _finish(primary + bintable("COADD", columns, 1), gzipped)
 
 
-def write_sdss(spec: ObservedSpectrum, labels: Labels, metadata_hdu: str, gzipped: bool) -> bytes:
-    """An SDSS spec-lite file: COADD + SPECOBJ (legacy) or SPALL (BOSS/SDSS-V) + SPZLINE."""
+def write_sdss(
+    spec: ObservedSpectrum,
+    labels: Labels,
+    metadata_hdu: str,
+    gzipped: bool,
+    info_bits: int = 0,
+    extnames: bool = True,
+) -> bytes:
+    """An SDSS spec-lite file: COADD + SPECOBJ (legacy) or SPALL (BOSS/SDSS-V) + SPZLINE.
+
+    ``info_bits``: and-mask bits set on every pixel (informational SPPIXMASK bits, as
+    some real files carry); ``extnames=False`` writes the tables without EXTNAME, as
+    files made by other software do.
+    """
     if metadata_hdu not in SDSS_HDUS:
         raise ValueError(f"metadata HDU must be one of {SDSS_HDUS}, not {metadata_hdu!r}")
     legacy = metadata_hdu == "SPECOBJ"
@@ -160,8 +179,8 @@ def write_sdss(spec: ObservedSpectrum, labels: Labels, metadata_hdu: str, gzippe
         spec.flux,
         spec.loglam.astype(np.float32),
         spec.ivar,
-        spec.andmask,
-        spec.ormask,
+        spec.andmask | info_bits,
+        spec.ormask | info_bits,
         np.full(n, 1.05, np.float32),
         spec.sky,
         spec.flux,
@@ -216,9 +235,9 @@ def write_sdss(spec: ObservedSpectrum, labels: Labels, metadata_hdu: str, gzippe
     )
     data = (
         primary_header_only(body)
-        + bintable("COADD", coadd, n)
-        + bintable(metadata_hdu, meta, 1)
-        + bintable("SPZLINE", zline, 2)
+        + bintable("COADD" if extnames else None, coadd, n)
+        + bintable(metadata_hdu if extnames else None, meta, 1)
+        + bintable("SPZLINE" if extnames else None, zline, 2)
     )
     return _finish(data, gzipped)
 

@@ -8,6 +8,9 @@ the modality options the bundle records, and writes to ``out``:
   recall, F1, support), ``confusion_matrix``, ``accuracy_by_snr``, counts (rows
   evaluated, unreadable spectra); for regression ``r2``, ``rmse`` per target and the
   redshift catastrophic-failure rate;
+- for classifiers ``ece_before`` / ``ece_after`` (expected calibration error, 15 bins,
+  of the raw softmax and of the bundle's calibrated probabilities, which also give the
+  predictions, as in the catalog) and ``reliability.png``;
 - ``confusion_matrix.png``; ``accuracy_by_snr.png`` and ``accuracy_by_snr.csv``
   (DRC-Net's view); ``per_class.md`` (the audio-fusion paper's Table 6 layout).
 """
@@ -20,6 +23,13 @@ import fsspec
 import numpy as np
 import torch
 
+from raysurvey.calibration import (
+    ECE_BINS,
+    expected_calibration_error,
+    plot_reliability,
+    scale_logits,
+    softmax,
+)
 from raysurvey.models import prepare_inputs, run_model
 from raysurvey.models.bundle import load_bundle
 from raysurvey.train.data import DataSpec, training_tables
@@ -32,7 +42,7 @@ from raysurvey.train.metrics import (
     confusion_matrix,
     regression_metrics,
 )
-from raysurvey.train.run import TRAIN_PIPELINE, build_split_dataset
+from raysurvey.train.split_data import TRAIN_PIPELINE, build_split_dataset
 
 
 def predict_split(bundle, table, batch_size: int = 64, snr_column: str = "snr_i"):
@@ -118,12 +128,19 @@ def evaluate(
         "n_rows": table.num_rows,
         "n_evaluated": int(len(outputs)),
         "n_unreadable": n_error,
+        # real files have pipeline labels, not truth: the score is agreement with them
+        "reference": REFERENCE[data.label_source],
     }
     if bundle.task == "classify":
-        y, pred = cols["label"].astype(int), outputs.argmax(axis=1)
+        # predictions as the catalog makes them: from the calibrated probabilities
+        scaling = (bundle.calibration or {}).get("probabilities")
+        calibrated = softmax(scale_logits(outputs, scaling))
+        y, pred = cols["label"].astype(int), calibrated.argmax(axis=1)
         cm = confusion_matrix(y, pred, len(bundle.labels))
         result |= classification_metrics(cm, bundle.labels)
         result["accuracy_by_snr"] = accuracy_by_snr(y, pred, cols[snr_column], bins)
+        result |= calibration_metrics(softmax(outputs), calibrated if scaling else None, y)
+        result["_reliability"] = (softmax(outputs), calibrated if scaling else None, y)
     else:
         norm = bundle.target_normalisation or {"mean": 0.0, "std": 1.0}
         pred = outputs * np.asarray(norm["std"]) + np.asarray(norm["mean"])
@@ -134,6 +151,23 @@ def evaluate(
             result["catastrophic_rate"] = catastrophic_rate(y[:, 0], pred[:, 0], cols["class"])
     write_report(result, out)
     return result
+
+
+def calibration_metrics(raw: np.ndarray, calibrated: np.ndarray | None, y: np.ndarray) -> dict:
+    """ECE (15 bins) of the raw softmax and of the calibrated probabilities (None when
+    the bundle has no calibration)."""
+    return {
+        "ece_bins": ECE_BINS,
+        "ece_before": expected_calibration_error(raw, y),
+        "ece_after": expected_calibration_error(calibrated, y) if calibrated is not None else None,
+    }
+
+
+def evaluate_redshift(manifest: str, out: str, **kwargs) -> dict:
+    """``--task redshift``: template-fitting redshifts (``raysurvey.redshift.evaluate``)."""
+    from raysurvey.redshift.evaluate import evaluate_redshift as run
+
+    return run(manifest, out, **kwargs)
 
 
 def heldout_rows(splits: dict, trained_above: float | None, snr_column: str):
@@ -188,9 +222,30 @@ def evaluate_stored(
     return classification_metrics(confusion_matrix(y, pred, len(bundle.labels)), bundle.labels)
 
 
+#: What a score is measured against, by where the labels came from.
+REFERENCE = {
+    "truth": "synthetic truth (accuracy)",
+    "pipeline": "survey pipeline labels (agreement with the survey pipeline, not accuracy)",
+    "mixed": "truth where known, else survey pipeline labels",
+}
+
+
+def score_name(result: dict) -> str:
+    """ "accuracy" against truth, "agreement" against pipeline labels."""
+    return "accuracy" if result.get("reference", "").startswith("synthetic") else "agreement"
+
+
 def write_report(result: dict, out: str) -> None:
     fs, path = fsspec.core.url_to_fs(out)
     fs.makedirs(path, exist_ok=True)
+    reliability = result.pop("_reliability", None)
+    if reliability is not None:
+        raw, calibrated, y = reliability
+        curves = {"softmax": (raw, y)}
+        if calibrated is not None:
+            curves["calibrated"] = (calibrated, y)
+        title = f"{result.get('split', '')} split"
+        plot_reliability(curves, f"{out.rstrip('/')}/reliability.png", title=title)
     with fs.open(f"{path}/metrics.json", "w") as f:
         json.dump(result, f, indent=2)
     if "confusion_matrix" not in result:
@@ -204,7 +259,7 @@ def write_report(result: dict, out: str) -> None:
                 f"{100 * m['f1']:.2f} | {m['support']} |\n"
             )
         f.write(
-            f"| accuracy | | | {100 * result['accuracy']:.2f} | {result['n']} |\n"
+            f"| {score_name(result)} | | | {100 * result['accuracy']:.2f} | {result['n']} |\n"
             f"| macro F1 | | | {100 * result['macro_f1']:.2f} | |\n"
         )
     with fs.open(f"{path}/accuracy_by_snr.csv", "w") as f:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from raysurvey.models import create_model, prepare_inputs, run_model
+from raysurvey.train.augment import augment_flux1d
 from raysurvey.train.batchnorm import recalibrate_batchnorm
 from raysurvey.train.metrics import C_KM_S, CATASTROPHIC_KM_S, classification_metrics
 
@@ -43,6 +44,7 @@ class LoopConfig:
     patience: int | None = None
     class_weights: tuple[float, ...] | None = None  # cross-entropy weight per label
     recalibrate_bn: bool = False  # re-estimate BatchNorm statistics each epoch (batchnorm.py)
+    augment: bool = False  # augment flux1d rows of the training split (augment.py)
     amp: bool = True  # bf16 autocast where the worker has a GPU
     shuffle_buffer: int = 256
     seed: int = 0
@@ -227,6 +229,7 @@ def train_loop(config: dict) -> None:
     else:
         loss_fn = nn.MSELoss()
 
+    augment_rng = np.random.default_rng([cfg.seed, rank, start_epoch])
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -244,6 +247,8 @@ def train_loop(config: dict) -> None:
             # the shards are equal, so every DDP worker skips the same step
             if batch is None or len(batch["status"]) < 2:
                 continue
+            if cfg.augment and "flux1d" in batch:
+                batch["flux1d"] = augment_flux1d(batch["flux1d"], augment_rng)
             out, loss = _forward(model, cfg, batch, device, use_amp, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

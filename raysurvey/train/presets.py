@@ -1,5 +1,14 @@
-"""Training presets: each paper's optimiser, learning rate, batch size, epochs and early
-stopping, so ``--preset`` reproduces a published recipe and flags override it.
+"""Training presets: each paper's optimiser, learning rate, batch size, epochs, early
+stopping and class balancing, so ``--preset`` reproduces a published recipe and flags
+override it; ``default`` is raysurvey's own, sized for any release.
+
+``default`` (what ``jobs/train.py`` uses without ``--preset``) takes the audio-fusion
+optimiser at a batch and a length that suit a few hundred spectra as well as millions,
+balances the training split only up to its largest class (``largest``), so a release
+never grows by more than its number of classes, and re-estimates BatchNorm statistics
+after each epoch (a few epochs' running statistics lag the weights). The paper presets replicate
+exactly as published when asked for by name: ``audio_fusion`` replicates every
+training class to 6000 rows (twenty-fold on an 800-spectrum release).
 
 The 2D presets carry their task too: ``macnet`` trains galaxy/QSO/star (class3) with
 the QSOs weighted 3 (the paper's data set has 1223 galaxies, 466 QSOs, 1202 stars: a
@@ -26,7 +35,7 @@ class TrainPreset:
     batch_size: int
     epochs: int
     patience: int | None  # epochs without validation-loss improvement before stopping
-    balance_to: int | None  # replicate training classes up to this count
+    balance_to: int | str | None  # replicate training classes to N rows, "largest" or None
     source: str
     model: str | None = None  # the paper's model, when --model is not given
     labels: str | None = None  # the paper's label set, when --labels is not given
@@ -37,37 +46,49 @@ class TrainPreset:
     recalibrate_bn: bool = False  # BatchNorm statistics re-estimated each epoch (dropout-BN)
 
 
+#: ``balance_to`` of the default preset: every training class replicated up to the
+#: largest class's count (bounded by the release: at most classes x largest rows).
+BALANCE_LARGEST = "largest"
+DEFAULT_PRESET = "default"
+
+#: MAC-Net Table 3 and DRC-Net Table 2: AdaGrad 1e-3, batch 4, 300 epochs, patience 50.
+_ADAGRAD_2D = dict(
+    optimizer="adagrad", lr=1e-3, weight_decay=0.0, batch_size=4, epochs=300, patience=50,
+    balance_to=None,
+)  # fmt: skip
+
 PRESETS: dict[str, TrainPreset] = {
+    # raysurvey's default: the audio-fusion optimiser, batch 32, 20 epochs, balanced up
+    # to the largest class; BatchNorm statistics re-estimated after each epoch, so that
+    # short runs evaluate with statistics that fit their weights (docs/training.md)
+    DEFAULT_PRESET: TrainPreset(
+        "adam",
+        5e-4,
+        0.0,
+        32,
+        20,
+        None,
+        BALANCE_LARGEST,
+        "raysurvey default",
+        recalibrate_bn=True,
+    ),
     # audio-fusion code: Adam 5e-4, batch 256, 500 epochs, no early stop, 6000 per class
     "audio_fusion": TrainPreset(
         "adam", 5e-4, 0.0, 256, 500, None, 6000, "audio-fusion paper + code"
     ),
     # Spectromer: AdamW 1e-5, weight decay 0.01, batch 64, >= 30 epochs, best checkpoint
     "spectromer": TrainPreset("adamw", 1e-5, 0.01, 64, 30, None, None, "Spectromer section 5"),
-    # MAC-Net Table 3 and DRC-Net Table 2: AdaGrad 1e-3, batch 4, 300 epochs, patience 50
     "macnet": TrainPreset(
-        "adagrad",
-        1e-3,
-        0.0,
-        4,
-        300,
-        50,
-        None,
-        "MAC-Net Table 3",
+        **_ADAGRAD_2D,
+        source="MAC-Net Table 3",
         model="macnet",
         labels="class3",
         class_weights={"GALAXY": 1.0, "QSO": 3.0, "STAR": 1.0},
         recalibrate_bn=True,  # dropout 0.5 before every arm BatchNorm (train/batchnorm.py)
     ),
     "drcnet": TrainPreset(
-        "adagrad",
-        1e-3,
-        0.0,
-        4,
-        300,
-        50,
-        None,
-        "DRC-Net Table 2",
+        **_ADAGRAD_2D,
+        source="DRC-Net Table 2",
         model="drcnet",
         labels="fgk",
         min_snr=30.0,
@@ -98,3 +119,35 @@ def weight_vector(weights: dict, label_names) -> tuple[float, ...] | None:
             f"class weights must be > 0, got {dict(zip(label_names, vector, strict=True))}"
         )
     return None if all(w == 1.0 for w in vector) else vector
+
+
+def balance_target(balance_to: int | str | None, counts: dict[str, int]) -> int | None:
+    """The row count each training class is replicated up to (None: no balancing).
+
+    ``balance_to`` is a count, ``"largest"`` (the largest class's count in ``counts``,
+    the training split's rows per class) or None / 0 (off).
+    """
+    if balance_to in (None, 0, "0", "none", "off"):
+        return None
+    if balance_to == BALANCE_LARGEST:
+        return max(counts.values(), default=0) or None
+    try:
+        target = int(balance_to)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"balance_to must be a row count, {BALANCE_LARGEST!r} or 0, not {balance_to!r}"
+        ) from None
+    if target < 0:
+        raise ValueError(f"balance_to must be >= 0, not {target}")
+    return target or None
+
+
+def describe_balance(before: dict[str, int], after: dict[str, int]) -> str:
+    """One line: what balancing did to each class of the training split."""
+    parts = []
+    for label, n in before.items():
+        m = after.get(label, 0)
+        parts.append(f"{label} {n} -> {m} rows (x{m / n:.1f})" if m != n else f"{label} {n} kept")
+    total, grown = sum(before.values()), sum(after.values())
+    growth = f" (x{grown / total:.1f})" if total and grown != total else ""
+    return ", ".join(parts) + f"; {total} -> {grown} training rows an epoch{growth}"

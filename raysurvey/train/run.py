@@ -17,22 +17,26 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from raysurvey.data.pipeline import PipelineConfig, add_modalities, manifest_blocks
+from raysurvey.data.pipeline import PipelineConfig
 from raysurvey.models import create_model
 from raysurvey.models.bundle import save_bundle
 from raysurvey.train.data import DataSpec, training_tables
 from raysurvey.train.feature_store import check_options, load_features, rows_for
 from raysurvey.train.loop import STATE_FILE, LoopConfig, train_loop
-from raysurvey.train.presets import get_preset, weight_vector
-
-#: The pipeline on a training cluster: train workers hold CPUs too, so decode tasks
-#: and modality actors ask for less than in a pure feature job.
-TRAIN_PIPELINE = PipelineConfig(decode_cpus=0.25, actor_cpus=0.5, max_actors=1)
+from raysurvey.train.presets import (
+    DEFAULT_PRESET,
+    balance_target,
+    describe_balance,
+    get_preset,
+    weight_vector,
+)
+from raysurvey.train.split_data import TRAIN_PIPELINE, build_split_dataset
+from raysurvey.train.splits import balance_by_replication
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    manifest: str
+    manifest: str | tuple[str, ...]  # one or several (see train.data.DataSpec)
     model: str
     storage: str
     name: str
@@ -40,24 +44,26 @@ class RunSpec:
     task: str = "classify"
     model_config: dict = field(default_factory=dict)
     modality_options: dict = field(default_factory=dict)
-    preset: str = "audio_fusion"
+    preset: str = DEFAULT_PRESET
+    manifest_weights: tuple[float, ...] | None = None  # per manifest, training split
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float | None = None
     optimizer: str | None = None
     patience: int | None = None
-    balance_to: int | None = None  # None: the preset's; 0: no balancing
+    balance_to: int | str | None = None  # None: the preset's; 0: off; N or "largest"
     min_snr: float | None = None  # None: the preset's cut
     snr_column: str | None = None  # None: the preset's (snr_i unless it says otherwise)
     class_weights: dict | None = None  # label -> loss weight; None: the preset's, {}: none
     recalibrate_bn: bool | None = None  # None: the preset's
+    augment: bool = False  # flux1d augmentation in training (train/augment.py)
     split_seed: int = 0
     num_workers: int = 2
     cpus_per_worker: float = 0.5
     use_gpu: bool = False
     max_failures: int = 1
-    cache_features: bool = False
+    cache_features: bool | None = None  # None: when the modalities fit the object store
     bundle_out: str | None = None
     features: str | None = None  # a feature store (feature_store.py): no decoding
     checkpoints_to_keep: int = 3
@@ -65,6 +71,11 @@ class RunSpec:
     pipeline: PipelineConfig = TRAIN_PIPELINE
     fail_at_epoch: int | None = None  # test hook (see loop._maybe_fail)
     fail_marker: str | None = None
+    #: classifiers: fit calibration, OOD score and warning thresholds on the validation
+    #: split into the exported bundle (raysurvey.calibration.calibrate_bundle). None:
+    #: yes, unless trained from a feature store (sweep trials: calibrate the bundle you
+    #: keep with `raysurvey calibrate-bundle`)
+    calibrate: bool | None = None
 
 
 def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dict]:
@@ -82,14 +93,6 @@ def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dic
         for m in model.modalities
     }
     return config, tuple(model.modalities), options
-
-
-def build_split_dataset(table: pa.Table, modalities, options, label_columns, pipeline):
-    blocks = manifest_blocks(table, pipeline.decode_batch_size)
-    ds = add_modalities(blocks, modalities, options, config=pipeline, repartition=False)
-    # a projection (fused into the actors, no extra stage holding CPUs); unreadable
-    # spectra (status "error") are skipped by the loop
-    return ds.select_columns([*modalities, *label_columns, "status"])
 
 
 def stored_split_dataset(features: pa.Table, table: pa.Table, label_columns, rows_per_block: int):
@@ -121,23 +124,35 @@ def fit(spec: RunSpec) -> dict:
         snr_column=spec.snr_column or preset.snr_column,
         class_weights=preset.class_weights if spec.class_weights is None else spec.class_weights,
     )
-    balance = preset.balance_to if spec.balance_to is None else (spec.balance_to or None)
+    balance = preset.balance_to if spec.balance_to is None else spec.balance_to
     data = training_tables(
         DataSpec(
             manifest=spec.manifest,
+            manifest_weights=spec.manifest_weights,
             labels=spec.labels,
             task=spec.task,
             split_seed=spec.split_seed,
-            balance_to=balance,
             min_snr=spec.min_snr,
             snr_column=spec.snr_column,
         )
     )
+    balance_line = _balance(data, balance, spec.split_seed)
     class_weights = (
         weight_vector(spec.class_weights, data.label_names) if spec.task == "classify" else None
     )
     recalibrate_bn = preset.recalibrate_bn if spec.recalibrate_bn is None else spec.recalibrate_bn
     model_config, modalities, options = _model_io(spec, len(data.label_names))
+    loop_settings = dict(
+        optimizer=spec.optimizer or preset.optimizer,
+        lr=spec.lr if spec.lr is not None else preset.lr,
+        weight_decay=spec.weight_decay if spec.weight_decay is not None else preset.weight_decay,
+        batch_size=spec.batch_size or preset.batch_size,
+        epochs=spec.epochs or preset.epochs,
+        patience=spec.patience if spec.patience is not None else preset.patience,
+        recalibrate_bn=recalibrate_bn,
+    )
+    print(_settings_line(spec, loop_settings, balance, modalities, data), flush=True)
+    print(f"balancing: {balance_line}", flush=True)
     label_columns = ["label"] if spec.task == "classify" else ["target", "class"]
     if spec.features:
         check_options(spec.features, options)
@@ -155,8 +170,11 @@ def fit(spec: RunSpec) -> dict:
             )
             for split in ("train", "val")
         }
-    if spec.cache_features and not spec.features:
-        datasets = {k: v.materialize() for k, v in datasets.items()}
+    if spec.features:
+        print(f"caching: modalities read from the feature store {spec.features}", flush=True)
+    else:
+        n_train = data.splits["train"].num_rows
+        datasets = _cache(datasets, spec.cache_features, modalities, n_train)
     loop = LoopConfig(
         model=spec.model,
         model_config=model_config,
@@ -164,14 +182,9 @@ def fit(spec: RunSpec) -> dict:
         task=spec.task,
         label_names=tuple(data.label_names),
         target_normalisation=data.target_normalisation,
-        optimizer=spec.optimizer or preset.optimizer,
-        lr=spec.lr if spec.lr is not None else preset.lr,
-        weight_decay=spec.weight_decay if spec.weight_decay is not None else preset.weight_decay,
-        batch_size=spec.batch_size or preset.batch_size,
-        epochs=spec.epochs or preset.epochs,
-        patience=spec.patience if spec.patience is not None else preset.patience,
+        **loop_settings,
         class_weights=class_weights,
-        recalibrate_bn=recalibrate_bn,
+        augment=spec.augment,
         seed=spec.split_seed,
         fail_at_epoch=spec.fail_at_epoch,
         fail_marker=spec.fail_marker,
@@ -237,6 +250,7 @@ def fit(spec: RunSpec) -> dict:
                 if class_weights
                 else None,
                 "recalibrate_bn": recalibrate_bn,
+                "augment": spec.augment,
                 "preset": spec.preset,
                 "epoch": best_metrics.get("epoch"),
                 "val_score": best_metrics.get("val_score"),
@@ -245,7 +259,91 @@ def fit(spec: RunSpec) -> dict:
             overwrite=True,
         )
         summary["bundle"] = {"uri": spec.bundle_out, "version": version}
+        calibrate = spec.calibrate if spec.calibrate is not None else not spec.features
+        if calibrate and spec.task == "classify":
+            from raysurvey.calibration import calibrate_bundle
+
+            calibration = calibrate_bundle(spec.bundle_out, spec.manifest)
+            summary["bundle"]["version"] = calibration["version"]
+            summary["calibration"] = calibration["validation"] | {
+                "method": calibration["probabilities"]["method"],
+                "thresholds": calibration["thresholds"],
+            }
     return summary
+
+
+#: Auto caching keeps a run's modalities in the object store when they take at most
+#: this share of it (estimated from the validation split, computed first).
+CACHE_SHARE = 0.25
+
+
+def _balance(data, balance_to, seed: int) -> str:
+    """Replicate the training split's classes (``presets.balance_target``); the line
+    that says what it did."""
+    before = data.counts["train"]
+    target = balance_target(balance_to, before)
+    if target is None:
+        return f"off ({', '.join(f'{k} {n}' for k, n in before.items())} training rows)"
+    train = data.splits["train"]
+    labels = np.asarray(train.column("label_name").to_pylist())
+    rows = balance_by_replication(labels, target, seed)
+    data.splits["train"] = train.take(pa.array(rows, pa.int64()))
+    values, n = np.unique(labels[rows], return_counts=True)
+    data.counts["train"] = {str(v): int(c) for v, c in zip(values, n, strict=True)}
+    return f"to {target} rows a class ({balance_to}): " + describe_balance(
+        before, data.counts["train"]
+    )
+
+
+def _settings_line(spec: RunSpec, loop: dict, balance, modalities, data) -> str:
+    """The run's effective settings in one line (preset values with flags applied)."""
+    patience = loop["patience"]
+    extra = [f"S/N {spec.snr_column} > {spec.min_snr:g}"] if spec.min_snr is not None else []
+    extra += [f"class weights {spec.class_weights}"] if spec.class_weights else []
+    extra += ["BatchNorm re-estimated each epoch"] if loop["recalibrate_bn"] else []
+    rows = ", ".join(f"{k} {t.num_rows}" for k, t in data.splits.items())
+    cache = {None: "auto", True: "on", False: "off"}[spec.cache_features]
+    return (
+        f"settings: {spec.model} on {spec.labels} ({spec.task}), preset {spec.preset}: "
+        f"{loop['epochs']} epochs, batch {loop['batch_size']}, {loop['optimizer']} "
+        f"lr {loop['lr']:g} wd {loop['weight_decay']:g}, "
+        f"{'no early stop' if patience is None else f'patience {patience}'}, "
+        f"balance {balance or 'off'}, cache {cache}, modalities {','.join(modalities)}, "
+        f"{spec.num_workers} workers x {spec.cpus_per_worker:g} "
+        f"{'GPU' if spec.use_gpu else 'CPU'}; rows {rows}" + "".join(f"; {e}" for e in extra)
+    )
+
+
+def _cache(datasets: dict, cache: bool | None, modalities, n_train: int) -> dict:
+    """Materialise the splits' modalities once (kept for every epoch) when ``cache`` is
+    True, or when None and their estimated size fits ``CACHE_SHARE`` of the object
+    store; else they stream and are recomputed each epoch. Says which, and why."""
+    import ray
+
+    names = ",".join(modalities)
+    if cache is False:
+        print(f"caching: off: {names} recomputed every epoch", flush=True)
+        return datasets
+    val = datasets["val"].materialize()
+    n_val, val_bytes = val.count(), val.size_bytes()
+    estimate = val_bytes / n_val * n_train if n_val else 0.0
+    budget = CACHE_SHARE * ray.cluster_resources().get("object_store_memory", 0.0)
+    if cache is None and estimate > budget:
+        print(
+            f"caching: val only; train {n_train} rows ~{estimate / 2**20:,.0f} MiB of {names} "
+            f"> {CACHE_SHARE:.0%} of the object store ({budget / 2**20:,.0f} MiB): "
+            "recomputed every epoch (--cache-features to force)",
+            flush=True,
+        )
+        return {**datasets, "val": val}
+    why = "--cache-features" if cache else f"auto: <= {budget / 2**20:,.0f} MiB"
+    print(
+        f"caching: {names} of train {n_train} + val {n_val} rows "
+        f"(~{(estimate + val_bytes) / 2**20:,.1f} MiB, {why}) computed once, kept for "
+        "every epoch",
+        flush=True,
+    )
+    return {"train": datasets["train"].materialize(), "val": val}
 
 
 def _plain(metrics: dict) -> dict:

@@ -32,26 +32,11 @@ import pyarrow.parquet as pq
 
 from raysurvey.labels import LABEL_SETS, label_of
 from raysurvey.train.data import read_manifest_table
+from raysurvey.train.sweep_tables import RESULT_FIELDS, write_tables
 
 #: What a trial's own process (the Ray Train controller) asks for; its workers ask for
 #: ``cpus_per_worker`` each (0.9 by default: a trial = one CPU).
 TRIAL_CPUS = 0.1
-
-RESULT_FIELDS = (
-    "trial",
-    "choice",
-    "seed",
-    "lr",
-    "weight_decay",
-    "best_epoch",
-    "epochs_run",
-    "val_accuracy",
-    "val_macro_f1",
-    "test_accuracy",
-    "test_macro_f1",
-    "n_test",
-    "wall_s",
-)
 
 
 class SweepError(ValueError):
@@ -399,8 +384,6 @@ def run_sweep(sweep: SweepSpec, resume: bool = False, concurrent: int | None = N
     start = time.perf_counter()
     grid = tuner.fit()
     errors = [r.error for r in grid if r.error is not None]
-    from raysurvey.train.sweep_tables import write_tables
-
     summary = write_tables(sweep)
     summary |= prepared | {
         "wall_s": round(time.perf_counter() - start, 1),

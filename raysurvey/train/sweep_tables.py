@@ -8,15 +8,43 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
+from typing import Protocol
 
 import fsspec
 import numpy as np
 
 from raysurvey.train.figures import save_png
-from raysurvey.train.sweep import RESULT_FIELDS, SweepSpec
+
+#: The fields of a finished trial's ``results/TRIAL.json``, in ``trials.csv`` order.
+RESULT_FIELDS = (
+    "trial",
+    "choice",
+    "seed",
+    "lr",
+    "weight_decay",
+    "best_epoch",
+    "epochs_run",
+    "val_accuracy",
+    "val_macro_f1",
+    "test_accuracy",
+    "test_macro_f1",
+    "n_test",
+    "wall_s",
+)
 
 
-def read_results(sweep: SweepSpec) -> list[dict]:
+class SweepLike(Protocol):
+    """What the tables read of a sweep (``sweep.SweepSpec``, which imports this module)."""
+
+    name: str
+    paper_source: str
+    choices: Sequence  # of sweep.Choice: .name, .paper
+
+    @property
+    def root(self) -> str: ...
+
+
+def read_results(sweep: SweepLike) -> list[dict]:
     fs, path = fsspec.core.url_to_fs(f"{sweep.root}/results")
     if not fs.exists(path):
         return []
@@ -37,7 +65,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), std
 
 
-def aggregate(sweep: SweepSpec, results: Sequence[dict]) -> list[dict]:
+def aggregate(sweep: SweepLike, results: Sequence[dict]) -> list[dict]:
     """One row per choice (in the sweep's order): mean +- std over its finished trials."""
     rows = []
     for choice in sweep.choices:
@@ -66,7 +94,7 @@ def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
 
-def write_tables(sweep: SweepSpec) -> dict:
+def write_tables(sweep: SweepLike) -> dict:
     """table.csv, table.md, chart.png and best_bundle/ from the finished trials."""
     results = read_results(sweep)
     rows = aggregate(sweep, results)
@@ -108,7 +136,7 @@ def _csv(value) -> str:
     return f'"{text}"' if "," in text else text
 
 
-def _export_best(sweep: SweepSpec, rows: list[dict], results: list[dict]) -> dict | None:
+def _export_best(sweep: SweepLike, rows: list[dict], results: list[dict]) -> dict | None:
     """The best choice by mean validation accuracy (the test split never picks), and
     its best-validated trial's bundle copied to ``best_bundle/``."""
     scored = [r for r in rows if r["trials"]]
@@ -126,7 +154,7 @@ def _export_best(sweep: SweepSpec, rows: list[dict], results: list[dict]) -> dic
     return {"choice": choice, "trial": trial["trial"], "bundle": f"{sweep.root}/best_bundle"}
 
 
-def _chart(rows: list[dict], sweep: SweepSpec, fs, uri: str) -> None:
+def _chart(rows: list[dict], sweep: SweepLike, fs, uri: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
