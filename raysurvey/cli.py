@@ -126,9 +126,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr-max", type=float, default=300.0)
     parser.add_argument(
         "--realism",
-        choices=("survey", "clean"),
+        choices=("survey", "survey-full", "clean"),
         default="survey",
         help="survey: real populations, instrument effects and file variants (default); "
+        "survey-full: also dust, LAMOST arm steps and lost regions, nearby galaxies; "
         "clean: the earlier, tidier model",
     )
     parser.add_argument(
@@ -297,7 +298,7 @@ def cmd_realcheck(args: argparse.Namespace) -> int:
     report = run_realcheck(
         args.bundles, str(data) if data else None, out, manifest_uri=args.manifest
     )
-    return 0 if report.overall[1] else 1
+    return 0 if report.overall[1] or report.stellar_first_letter else 1
 
 
 def _realcheck_arguments(parser: argparse.ArgumentParser) -> None:

@@ -100,7 +100,7 @@ def run_demo(workdir: str, templates: str | None, n: int = 1200, seed: int = 0) 
                 num_workers=2,
                 cache_features=True,
                 modality_options={"flux1d": {"norm": "robust"}},
-                augment=True,
+                recalibrate_bn=False,  # the recipe measured on real spectra (real-data.md)
                 bundle_out=str(bundle),
             )
         )

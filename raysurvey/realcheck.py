@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raysurvey.labels import CLASS3, class3_label, stellar8_label
+from raysurvey.labels import CLASS3, STELLAR8, class3_label, stellar8_label
 
 CATALOG_COLUMNS = ("uri", "status", "error", "pred_class", "pred_subclass", "confidence")
 SNR_BINS = ((0.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, float("inf")))
@@ -112,10 +112,17 @@ def agreement_report(catalog: pa.Table, labels: pa.Table) -> AgreementReport:
             errors.append({"uri": row["uri"], "error": row.get("error")})
             continue
         truth = class3_label(label.get("class"))
-        if truth is None:
+        predicted = row["pred_class"]
+        stellar = stellar8_label(label.get("class"), label.get("subclass"))
+        sub_pred = row.get("pred_subclass") if "pred_subclass" in columns else None
+        if predicted in STELLAR8:  # a stellar8 bundle on its own: its label is the type
+            sub_pred, predicted = predicted, None
+        if program == "LAMOST" and stellar is not None and sub_pred:
+            letters[0] += stellar == sub_pred  # the type letter: "dM0" is M, "G7" is G
+            letters[1] += 1
+        if truth is None or predicted is None:
             excluded += 1
             continue
-        predicted = row["pred_class"]
         hit = predicted == truth
         for counter in (group[(program, truth)], per_class[truth]):
             counter[0] += hit
@@ -125,11 +132,6 @@ def agreement_report(catalog: pa.Table, labels: pa.Table) -> AgreementReport:
         bucket[0] += hit
         bucket[1] += 1
         confusion[(truth, predicted)] += 1
-        stellar = stellar8_label(label.get("class"), label.get("subclass"))
-        sub_pred = row.get("pred_subclass") if "pred_subclass" in columns else None
-        if program == "LAMOST" and stellar is not None and sub_pred:
-            letters[0] += stellar == sub_pred  # the type letter: "dM0" is M, "G7" is G
-            letters[1] += 1
         if not hit:
             misses.append(
                 {

@@ -90,10 +90,12 @@ class SynthConfig:
         Also write each spectrum's g, r, i cutouts (``synth/photometry.py``).
     fibre_contamination : float
         Probability that a neighbouring fibre's light reaches a stripe's edge rows.
-    realism : {"survey", "clean"}
+    realism : {"survey", "survey-full", "clean"}
         "survey" (default) draws populations and instrument effects as real files show
         them and writes the real files' layout variants (``synth/variety.py``,
-        ``observe.py``, docs/real-data.md); "clean" is the earlier, tidier model.
+        ``observe.py``, docs/real-data.md); "survey-full" adds dust, LAMOST arm steps
+        and lost regions and nearby galaxies (not yet shown to help); "clean" is the
+        earlier, tidier model.
     """
 
     n: int
@@ -135,8 +137,10 @@ class SynthConfig:
             raise ValueError("label_noise must be in [0, 1]")
         if not 0 < self.snr_min < self.snr_max:
             raise ValueError("need 0 < snr_min < snr_max")
-        if self.realism not in ("survey", "clean"):
-            raise ValueError(f"realism must be 'survey' or 'clean', not {self.realism!r}")
+        if self.realism not in ("survey", "survey-full", "clean"):
+            raise ValueError(
+                f"realism must be 'survey', 'survey-full' or 'clean', not {self.realism!r}"
+            )
         if not 0.0 <= self.fibre_contamination <= 1.0:
             raise ValueError("fibre_contamination must be in [0, 1]")
 

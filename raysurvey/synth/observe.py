@@ -14,11 +14,13 @@ sky-line cores, dead-pixel runs (flux 0, as real files hold) and the arm join.
 template draws lack: a throughput that falls towards both ends of the range (the
 blue end of a faint SDSS spectrum is several times noisier than its r band), sky
 residuals that differ from line to line and are several per cent of the line,
-Galactic reddening (CCM89, E(B-V) exponential with mean 0.15 for stars, 0.03 for
-galaxies and QSOs),
 unmasked single-pixel spikes (cosmic-ray and hot-pixel residue), and for LAMOST a
 flux calibration with a random power-law tilt (DR1-DR5 relative fluxes).
-``realism="clean"`` is the earlier model, kept for tests of the physics.
+``realism="survey-full"`` adds Galactic reddening (CCM89, E(B-V) exponential with
+mean 0.15 for stars, 0.03 for galaxies and QSOs), LAMOST blue/red arm steps and lost
+regions (arm join, blue end); not yet shown to help on real spectra
+(docs/real-data.md). ``realism="clean"`` is the earlier model, kept for tests of the
+physics.
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def sample_linear(rest: RestFrameSpectrum, edges: np.ndarray, z: float) -> np.nd
     return flux / (1.0 + z)
 
 
-REALISM = ("survey", "clean")
+REALISM = ("survey", "survey-full", "clean")
 
 
 def throughput(wave: np.ndarray) -> np.ndarray:
@@ -230,12 +232,14 @@ def observe(
         Median object flux in the output units.
     rng : numpy.random.Generator
         Source of every random choice (file length, calibration, noise, masks).
-    realism : {"clean", "survey"}
-        "survey" adds throughput, per-line sky residuals, spikes and LAMOST tilts.
+    realism : {"clean", "survey", "survey-full"}
+        "survey" adds throughput, per-line sky residuals, spikes and LAMOST tilts;
+        "survey-full" also dust, LAMOST arm steps and lost regions.
     """
     if realism not in REALISM:
         raise ValueError(f"realism must be one of {REALISM}, not {realism!r}")
-    survey_like = realism == "survey"
+    survey_like = realism in ("survey", "survey-full")
+    full = realism == "survey-full"
     start = rng.uniform(*model.loglam_start)
     n_pix = int(rng.integers(model.n_pix[0], model.n_pix[1] + 1))
     loglam = start + DLOGLAM * np.arange(n_pix)
@@ -247,13 +251,13 @@ def observe(
     calibration = 1.0 + model.calibration_error * (
         rng.normal() * x + 0.5 * rng.normal() * (x**2 - 1 / 3)
     )
-    if survey_like:  # Galactic dust: reddening that mimics a cooler continuum
+    if full:  # Galactic dust: reddening that mimics a cooler continuum
         scale = EBV_SCALE["extragalactic" if rest.kind in ("GALAXY", "QSO") else "star"]
         signal = signal * ccm_extinction(wave, min(rng.exponential(scale), 1.0))
         signal *= flux_scale / np.median(signal)
     if survey_like and model.survey == "lamost":
         calibration = calibration * (wave / 6000.0) ** rng.normal(0.0, 0.3)
-    if survey_like and model.arm_join is not None:  # each arm calibrated on its own
+    if full and model.arm_join is not None:  # each arm calibrated on its own
         calibration = np.where(
             wave < sum(model.arm_join) / 2, calibration * rng.normal(1.0, 0.08), calibration
         )
@@ -299,7 +303,7 @@ def observe(
         ormask[run] |= NODATA
         flux[run] = 0.0
         ivar[run] = 0.0
-    if survey_like:
+    if full:
         _lost_regions(wave, model, flux, ivar, andmask, ormask, rng)
     ivar[andmask != 0] = 0.0
     snr = measure_snr(wave, flux, ivar)

@@ -118,9 +118,10 @@ def plan(config: SynthConfig, index: int, rng: np.random.Generator) -> Plan:
             break
     if kind in STAR_KINDS:
         z = float(np.clip(rng.normal(0.0, 40.0), -500.0, 500.0)) / C_KMS
-    elif config.realism == "survey" and kind == "GALAXY":
-        z, _ = galaxy_redshift(rng, boss=survey == "sdss" and layout == "SPALL")
-    elif config.realism == "survey":
+    elif config.realism != "clean" and kind == "GALAXY":
+        boss = survey == "sdss" and layout == "SPALL"
+        z, _ = galaxy_redshift(rng, boss, nearby=config.realism == "survey-full")
+    elif config.realism != "clean":
         z = qso_redshift(rng)
     elif kind == "GALAXY":
         shape, scale = (2.0, 0.05) if survey == "lamost" else (2.5, 0.06)
@@ -252,7 +253,7 @@ def draw_rest(
 ) -> RestFrameSpectrum:
     """The rest-frame spectrum; with ``realism="survey"`` widened as real populations are
     (``synth/variety.py``): varied QSOs, and red (not star-forming) BOSS-range galaxies."""
-    if config.realism != "survey" or p.kind not in ("QSO", "GALAXY"):
+    if config.realism == "clean" or p.kind not in ("QSO", "GALAXY"):
         return source.draw(p.kind, rng, resolution)
     if p.kind == "GALAXY":
         rest = source.draw("GALAXY", rng, resolution)
@@ -367,7 +368,7 @@ def file_variant(config: SynthConfig, index: int) -> dict[str, dict]:
     (``realism="survey"`` only): LAMOST DR6-DR8 row names with commas; SDSS files with
     an informational and-mask bit on every pixel, written without EXTNAMEs, or named by
     their specObjID (readers never look at file names)."""
-    if config.realism != "survey":
+    if config.realism == "clean":
         return {"lamost": {}, "sdss": {}, "named_by_id": False}
     rng = np.random.default_rng([config.seed, index, *VARIANT_STREAM])
     commas = bool(rng.random() < 0.5)

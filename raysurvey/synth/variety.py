@@ -13,7 +13,8 @@ residuals, spikes).
   follows tau_eff(z) = 0.0018 (1 + z) ** 3.92 (Faucher-Giguere et al. 2008); broad
   absorption troughs blueward of C IV and Si IV in 10 % (BAL QSOs).
 - Galaxies: in BOSS-like files most galaxies are luminous red galaxies at
-  z 0.25-0.75, and 15 % of the others are nearby (z < 0.03) (``galaxy_redshift``).
+  z 0.25-0.75; with ``realism="survey-full"`` 15 % of the others are nearby (z < 0.03)
+  (``galaxy_redshift``).
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ def qso_redshift(rng: np.random.Generator) -> float:
     return float(rng.uniform(low, high))
 
 
-def galaxy_redshift(rng: np.random.Generator, boss: bool) -> tuple[float, bool]:
-    """(z, luminous red galaxy?): BOSS files are mostly LRGs at z 0.25-0.75."""
+def galaxy_redshift(
+    rng: np.random.Generator, boss: bool, nearby: bool = False
+) -> tuple[float, bool]:
+    """(z, luminous red galaxy?): BOSS files are mostly LRGs at z 0.25-0.75; with
+    ``nearby`` 15 % of the others are at z < 0.03 (``realism="survey-full"``)."""
     if boss and rng.random() < 0.6:
         return float(rng.uniform(0.25, 0.75)), True
-    if rng.random() < 0.15:  # nearby galaxies (NGC objects in SDSS), z < 0.03
+    if nearby and rng.random() < 0.15:  # nearby galaxies (NGC objects in SDSS)
         return float(rng.uniform(0.002, 0.03)), False
     return float(min(0.02 + rng.gamma(2.5, 0.06), 0.8)), False
 
