@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+#: Fewer validation rows than this cannot fit a calibration: the bundle stays uncalibrated.
+MIN_CALIBRATION_ROWS = 10
+
 #: Default false-flag rates on the validation split: LOW_CONFIDENCE is set on this
 #: fraction of the correctly classified validation rows, OUT_OF_DISTRIBUTION on this
 #: fraction of all validation rows.
@@ -408,7 +411,7 @@ def fit_calibration(
         raise ValueError(f"ood_method must be one of {OOD_METHODS}, not {ood_method!r}")
     val_logits = np.asarray(val_logits, dtype=np.float64)
     val_labels = np.asarray(val_labels, dtype=np.int64)
-    if len(val_labels) < 10:
+    if len(val_labels) < MIN_CALIBRATION_ROWS:
         raise ValueError(f"only {len(val_labels)} validation rows: too few to calibrate on")
     scaling, measured = choose_scaling(val_logits, val_labels)
     raw = softmax(val_logits)

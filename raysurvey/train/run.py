@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from raysurvey.calibration import MIN_CALIBRATION_ROWS
 from raysurvey.data.pipeline import PipelineConfig
 from raysurvey.models import create_model
 from raysurvey.models.bundle import save_bundle
@@ -260,7 +261,14 @@ def fit(spec: RunSpec) -> dict:
         )
         summary["bundle"] = {"uri": spec.bundle_out, "version": version}
         calibrate = spec.calibrate if spec.calibrate is not None else not spec.features
-        if calibrate and spec.task == "classify":
+        n_val = data.splits["val"].num_rows
+        if calibrate and spec.task == "classify" and n_val < MIN_CALIBRATION_ROWS:
+            print(
+                f"calibrate: skipped, {n_val} validation rows (fewer than "
+                f"{MIN_CALIBRATION_ROWS}); the bundle's probabilities are uncalibrated",
+                flush=True,
+            )
+        elif calibrate and spec.task == "classify":
             from raysurvey.calibration import calibrate_bundle
 
             calibration = calibrate_bundle(spec.bundle_out, spec.manifest)
