@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from raysurvey.redshift.evaluate import redshift_metrics
 from raysurvey.spectra.grid import grid_wavelength
 
 C_KMS = 299792.458
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -180,16 +178,6 @@ def test_redshift_metrics_by_hand():
     assert m["flagged_good"] == pytest.approx(0.0)
 
 
-def _realdata_dir() -> Path:
-    for candidate in (
-        os.environ.get("RAYSURVEY_REALDATA"),
-        str(REPO_ROOT.parent / "shared/realdata"),
-    ):
-        if candidate and (Path(candidate) / "MANIFEST.csv").exists():
-            return Path(candidate)
-    pytest.skip("no real spectra: set RAYSURVEY_REALDATA or place them at ../shared/realdata")
-
-
 REAL = (
     "sdss/spec-0295-51585-0596.fits",  # galaxy z 0.138
     "sdss/NGC3522_SDSS_DR18.fits",  # galaxy z 0.004
@@ -199,8 +187,8 @@ REAL = (
 )
 
 
-def test_real_sdss_agree_with_the_pipeline(templates_dir, tmp_path):
-    real = _realdata_dir()
+def test_real_sdss_agree_with_the_pipeline(templates_dir, realdata_dir, tmp_path):
+    real = realdata_dir
     with open(real / "MANIFEST.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["path"] in REAL]
     assert len(rows) == len(REAL)
