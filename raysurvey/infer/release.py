@@ -14,6 +14,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raysurvey.ingest import FITS_SUFFIXES, list_fits_files
 from raysurvey.manifest import MANIFEST_SCHEMA
 
 #: Manifest columns the catalog needs.
@@ -34,7 +35,6 @@ RELEASE_COLUMNS = (
 PRODUCT_COLUMNS = ("stripes_uri", "cutout_uri")
 #: Header keys that fill a listed release's columns (``Spectrum.meta`` names).
 HEADER_KEYS = tuple(c for c in RELEASE_COLUMNS if c != "uri")
-FITS_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts")
 
 
 class ReleaseError(ValueError):
@@ -52,11 +52,6 @@ class Release:
     @property
     def uris(self) -> list[str]:
         return self.table.column("uri").to_pylist()
-
-
-def _absolute(protocol: str | tuple, path: str) -> str:
-    proto = protocol[0] if isinstance(protocol, tuple) else protocol
-    return path if proto in ("file", "local") else f"{proto}://{path}"
 
 
 def read_release(uri: str) -> Release:
@@ -86,9 +81,7 @@ def read_release(uri: str) -> Release:
         return Release(uri=uri, table=table, listed=False)
     if not fs.isdir(path):
         raise ReleaseError(f"{uri}: neither a manifest (.parquet) nor a directory / prefix")
-    files = sorted(
-        _absolute(fs.protocol, p) for p in fs.find(path) if p.lower().endswith(FITS_SUFFIXES)
-    )
+    files = list_fits_files(uri)
     if not files:
         raise ReleaseError(f"{uri}: no FITS files ({', '.join(FITS_SUFFIXES)}) under it")
     n = len(files)
