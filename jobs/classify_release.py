@@ -9,13 +9,15 @@
 ids, coordinates and labels come from the headers). ``--bundle`` twice chains a
 class3 bundle and a stellar8 bundle (``pred_subclass`` for predicted stars). Rerunning
 the same command continues where a killed run stopped; the catalog ends with exactly
-one row per spectrum (checked, and the job fails if not). docs/catalog.md has the
-columns; ``raysurvey query OUTPUT "SQL"`` queries the result.
+one row per spectrum (checked, and the job fails if not). ``--templates DIR`` (default
+$RAYSURVEY_TEMPLATES) fits ``z_pred`` / ``z_pred_err`` with the Redrock templates.
+docs/catalog.md has the columns; ``raysurvey query OUTPUT "SQL"`` queries the result.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 try:
@@ -61,7 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace another catalog there")
     parser.add_argument("--skymap", help="also write a sky-map PNG of the result here")
     parser.add_argument("--address", help="Ray address (default: auto / a local Ray)")
+    parser.add_argument(
+        "--templates",
+        default=os.environ.get("RAYSURVEY_TEMPLATES"),
+        help="Redrock template directory (path or s3://) for the z_pred fit "
+        "(default: $RAYSURVEY_TEMPLATES; without it z_pred comes only from a z bundle)",
+    )
+    parser.add_argument(
+        "--no-redshift", action="store_true", help="do not fit z_pred even if templates are set"
+    )
+    parser.add_argument(
+        "--no-template-check",
+        action="store_true",
+        help="fit only each row's pred_class (half the redshift cost; no template_class and "
+        "no TEMPLATE_DISAGREES bit)",
+    )
     args = parser.parse_args(argv)
+    templates = None if args.no_redshift else args.templates
 
     import ray
 
@@ -77,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
     )
     try:
-        result = classify_release(args.release, args.bundle, args.output, config)
+        result = classify_release(
+            args.release,
+            args.bundle,
+            args.output,
+            config,
+            templates=templates,
+            template_check=not args.no_template_check,
+        )
     except CatalogCheckError as exc:
         print(f"classify_release: FAILED CHECK: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ The pieces (pure numpy / torch, no Ray):
   flag threshold, and the larger taken (threshold 1). docs/catalog.md says why.
 - ``fit_calibration``: all of it from (train features, validation logits and features),
   with the LOW_CONFIDENCE and OUT_OF_DISTRIBUTION thresholds set for stated false-flag
-  rates on the validation rows.
+  rates on the validation rows, and the LOW_SNR threshold where the validation error
+  rate of the faintest rows reaches ``LOW_SNR_MAX_ERROR`` (``fit_low_snr``).
 - ``calibrate_bundle``: streams a manifest's train / validation split through a
   bundle and stores the result in the bundle (``raysurvey calibrate-bundle``); training
   runs call it at bundle export.
@@ -43,6 +44,12 @@ OOD_RATE = 0.03
 #: rows: on real spectra the feature distance mostly measures how unlike the synthetic
 #: training set they are, so it is kept for gross outliers (docs/catalog.md).
 MAHALANOBIS_RATE = 0.005
+#: LOW_SNR: below the fitted S/N the bundle's faintest validation rows are wrong at
+#: least this often (the model's own noise limit), judged on at least
+#: ``LOW_SNR_MIN_ROWS`` rows; with no such S/N, the faintest validated S/N (fainter
+#: spectra than the bundle was ever checked on).
+LOW_SNR_MAX_ERROR = 0.2
+LOW_SNR_MIN_ROWS = 20
 #: Confidence bins of the ECE (Guo et al. 2017 use 15).
 ECE_BINS = 15
 #: Vector scaling is kept only if its cross-validated NLL is this much (relative) lower.
@@ -386,6 +393,35 @@ def combined_score(energy: np.ndarray, distance: np.ndarray, scale: dict) -> np.
     return np.maximum(_scaled(energy, *scale["energy"]), _scaled(distance, *scale["mahalanobis"]))
 
 
+def fit_low_snr(
+    snr: np.ndarray,
+    correct: np.ndarray,
+    max_error: float = LOW_SNR_MAX_ERROR,
+    min_rows: int = LOW_SNR_MIN_ROWS,
+) -> float:
+    """The S/N below which the bundle's validation rows are too often wrong.
+
+    Rows are sorted by S/N; the threshold is the highest S/N such that the rows fainter
+    than it (at least ``min_rows`` of them) are wrong at least ``max_error`` of the
+    time, halfway to the next row's S/N. Where no such S/N exists, the faintest
+    validated S/N: LOW_SNR then marks spectra fainter than any the bundle was checked on.
+    """
+    snr = np.asarray(snr, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    keep = np.isfinite(snr)
+    snr, correct = snr[keep], correct[keep]
+    if snr.size == 0:
+        return 0.0
+    order = np.argsort(snr, kind="stable")
+    s, wrong = snr[order], ~correct[order]
+    rate = np.cumsum(wrong) / np.arange(1, s.size + 1)
+    hits = np.flatnonzero((rate >= max_error) & (np.arange(s.size) >= min_rows - 1))
+    if hits.size == 0:
+        return float(s[0])
+    k = int(hits[-1])
+    return float(s[k] if k + 1 == s.size else 0.5 * (s[k] + s[k + 1]))
+
+
 def fit_calibration(
     val_logits: np.ndarray,
     val_labels: np.ndarray,
@@ -398,6 +434,8 @@ def fit_calibration(
     low_confidence_rate: float = LOW_CONFIDENCE_RATE,
     ood_rate: float = OOD_RATE,
     mahalanobis_rate: float = MAHALANOBIS_RATE,
+    val_snr: np.ndarray | None = None,
+    low_snr_max_error: float = LOW_SNR_MAX_ERROR,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Scaling, OOD model and thresholds from held-out logits (and features).
 
@@ -405,7 +443,9 @@ def fit_calibration(
     ``low_confidence_rate``: the fraction of correctly classified validation rows that
     LOW_CONFIDENCE may flag; ``ood_rate``: the fraction of validation rows that
     OUT_OF_DISTRIBUTION may flag (for ``combined``: the energy part's;
-    ``mahalanobis_rate`` the distance part's).
+    ``mahalanobis_rate`` the distance part's). ``val_snr``: the validation rows' S/N
+    (the catalog's: the survey's ``snr_r``, else the grid S/N), for the LOW_SNR
+    threshold (``fit_low_snr``); without it the catalog keeps the fixed default.
     """
     if ood_method not in OOD_METHODS:
         raise ValueError(f"ood_method must be one of {OOD_METHODS}, not {ood_method!r}")
@@ -445,10 +485,14 @@ def fit_calibration(
     rates = {"low_confidence": low_confidence_rate, "ood": ood_rate}
     if ood_method == "combined":
         rates["ood_mahalanobis"] = mahalanobis_rate
+    thresholds = {"low_confidence": low_conf, "ood": ood_threshold}
+    if val_snr is not None:
+        thresholds["low_snr"] = fit_low_snr(val_snr, correct, low_snr_max_error)
+        rates["low_snr_max_error"] = low_snr_max_error
     calibration = {
         "probabilities": scaling,
         "ood": ood,
-        "thresholds": {"low_confidence": low_conf, "ood": ood_threshold},
+        "thresholds": thresholds,
         "false_flag_rate": rates,
         "validation": {
             "n": int(len(val_labels)),
@@ -459,6 +503,11 @@ def fit_calibration(
             "ece_after": expected_calibration_error(calibrated, val_labels),
             "flagged_low_confidence": float((conf < low_conf).mean()),
             "flagged_ood": float((val_ood > ood_threshold).mean()),
+            **(
+                {"flagged_low_snr": float((np.asarray(val_snr) < thresholds["low_snr"]).mean())}
+                if val_snr is not None
+                else {}
+            ),
             "scaling_cv": measured,
         },
     }
@@ -472,15 +521,18 @@ def fit_calibration(
 
 
 def split_outputs(bundle, table, batch_size: int = 64):
-    """(logits, features or None, integer labels) for the rows of ``table`` that decode."""
+    """(logits, features or None, integer labels, S/N) for the rows of ``table`` that
+    decode. The S/N is the catalog's: the survey's ``snr_r`` where the row has one,
+    else the grid S/N of the decode stage."""
     import torch
 
     from raysurvey.models import prepare_inputs
     from raysurvey.train.split_data import TRAIN_PIPELINE, build_split_dataset
 
     modalities = tuple(bundle.modalities)
-    ds = build_split_dataset(table, modalities, bundle.modalities, ["label"], TRAIN_PIPELINE)
-    logits, feats, labels = [], [], []
+    carried = ["label", "snr", *(["snr_r"] if "snr_r" in table.column_names else [])]
+    ds = build_split_dataset(table, modalities, bundle.modalities, carried, TRAIN_PIPELINE)
+    logits, feats, labels, snrs = [], [], [], []
     with torch.no_grad():
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
             ok = batch["status"] == "ok"
@@ -491,10 +543,15 @@ def split_outputs(bundle, table, batch_size: int = 64):
             logits.append(out)
             feats.append(f)
             labels.append(batch["label"].astype(np.int64))
+            snr = batch["snr"].astype(np.float64)
+            if "snr_r" in batch:
+                survey = np.array(batch["snr_r"], dtype=np.float64)  # None -> NaN
+                snr = np.where(np.isfinite(survey), survey, snr)
+            snrs.append(snr)
     if not logits:
-        return np.zeros((0, len(bundle.labels))), None, np.zeros(0, np.int64)
+        return np.zeros((0, len(bundle.labels))), None, np.zeros(0, np.int64), np.zeros(0)
     features = None if any(f is None for f in feats) else np.concatenate(feats)
-    return np.concatenate(logits), features, np.concatenate(labels)
+    return np.concatenate(logits), features, np.concatenate(labels), np.concatenate(snrs)
 
 
 def calibrate_bundle(
@@ -548,10 +605,10 @@ def calibrate_bundle(
         f"calibrate: {bundle.model_name} {bundle.version} on {manifest}: "
         f"{val.num_rows} validation rows, {train.num_rows} training rows for the OOD model"
     )
-    val_logits, val_feats, val_labels = split_outputs(bundle, val)
+    val_logits, val_feats, val_labels, val_snr = split_outputs(bundle, val)
     train_feats, train_labels = None, None
     if ood_method != "energy" and val_feats is not None:
-        _, train_feats, train_labels = split_outputs(bundle, train)
+        _, train_feats, train_labels, _ = split_outputs(bundle, train)
     calibration, tensors = fit_calibration(
         val_logits,
         val_labels,
@@ -563,6 +620,7 @@ def calibrate_bundle(
         low_confidence_rate=low_confidence_rate,
         ood_rate=ood_rate,
         mahalanobis_rate=mahalanobis_rate,
+        val_snr=val_snr,
     )
     calibration["fitted_on"] = {
         "manifest": manifest,
@@ -578,6 +636,8 @@ def calibrate_bundle(
         f"{100 * v['ece_before']:.2f} % -> {100 * v['ece_after']:.2f} %, NLL "
         f"{v['nll_before']:.4f} -> {v['nll_after']:.4f}; thresholds: confidence < "
         f"{calibration['thresholds']['low_confidence']:.4f}, {calibration['ood']['method']} "
-        f"ood_score > {calibration['thresholds']['ood']:.4f}; bundle {target} version {version}"
+        f"ood_score > {calibration['thresholds']['ood']:.4f}, S/N < "
+        f"{calibration['thresholds'].get('low_snr', float('nan')):.2f}; "
+        f"bundle {target} version {version}"
     )
     return calibration | {"version": version, "uri": target}

@@ -3,8 +3,10 @@
 1. generate a small mixed release (LAMOST and SDSS files, stars, galaxies, QSOs);
 2. train a spec_cnn class3 model briefly with Ray Train (two CPU workers), or reuse
    the bundle a previous demo trained with the same code (a hash of the package);
-3. classify the release with ``classify_release`` into a Parquet catalog;
-4. print the final check, the catalog summary (and a sky map) and a query result;
+3. classify the release with ``classify_release`` into a Parquet catalog (with
+   template-fit redshifts when the Redrock templates are there);
+4. print the final check, the catalog summary (and a sky map), a query result and
+   the z_pred-vs-z agreement (and its plot);
 5. publish the catalog as HATS (``publish_hats``) and print an LSDB cone search;
 6. classify the labelled real files of ``../shared/realdata`` (``$RAYSURVEY_REALDATA``)
    and print the model's agreement with the survey pipelines (``raysurvey realcheck``).
@@ -112,7 +114,11 @@ def run_demo(workdir: str, templates: str | None, n: int = 1200, seed: int = 0) 
     catalog = work / "catalog"
     print(f"\n[3/6] classify_release -> {catalog}")
     result = classify_release(
-        str(manifest), [str(bundle)], str(catalog), ClassifyConfig(chunk_size=200, overwrite=True)
+        str(manifest),
+        [str(bundle)],
+        str(catalog),
+        ClassifyConfig(chunk_size=200, overwrite=True),
+        templates=templates,
     )
     print(
         f"{result.rows_written:,} spectra in {result.seconds:.1f} s "
@@ -128,6 +134,8 @@ def run_demo(workdir: str, templates: str | None, n: int = 1200, seed: int = 0) 
     )
     print(f'\n$ raysurvey query {catalog} "{sql}"')
     print(format_rows(*query(str(catalog), sql)))
+    if templates:
+        show_redshifts(str(catalog), str(work / "z_pred_vs_z.png"))
 
     hats_dir = work / "catalog_hats"
     print(f"\n[5/6] publish as HATS (HEALPix-partitioned, for LSDB) -> {hats_dir}")
@@ -149,3 +157,40 @@ def run_demo(workdir: str, templates: str | None, n: int = 1200, seed: int = 0) 
         run_realcheck([str(bundle)], str(real), str(work / "realcheck"), log=print)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+#: Per predicted class: how many redshifts agree with the release's z within 0.003 (1 + z).
+Z_SQL = (
+    "SELECT pred_class, count(*) AS n, "
+    "round(avg(CASE WHEN abs(z_pred - z) / (1 + z) < 0.003 THEN 1 ELSE 0 END), 3) "
+    "AS within_0_003, round(median(z_pred_err), 6) AS median_z_err, "
+    "sum(CASE WHEN warning & 64 != 0 THEN 1 ELSE 0 END) AS z_unreliable "
+    "FROM catalog WHERE status = 'ok' AND z_pred IS NOT NULL GROUP BY 1 ORDER BY 1"
+)
+
+
+def show_redshifts(catalog: str, png: str) -> None:
+    """Print the z_pred agreement query and write the z_pred-vs-z plot."""
+    import fsspec
+    import numpy as np
+
+    from raysurvey.infer.query import format_rows, query
+    from raysurvey.redshift.evaluate import plot_z
+    from raysurvey.warning_bits import Z_UNRELIABLE
+
+    print(f'\n$ raysurvey query {catalog} "{Z_SQL}"')
+    print(format_rows(*query(catalog, Z_SQL)))
+    _, rows = query(
+        catalog,
+        "SELECT class, z, z_pred, warning FROM catalog "
+        "WHERE status = 'ok' AND z_pred IS NOT NULL AND z IS NOT NULL",
+    )
+    if rows:
+        fit = {
+            "z": np.array([r[2] for r in rows], dtype=float),
+            "unreliable": np.array([(r[3] & Z_UNRELIABLE) != 0 for r in rows]),
+        }
+        truth = [{"class": r[0], "z": r[1]} for r in rows]
+        fs, path = fsspec.core.url_to_fs(png)
+        plot_z(truth, fit, fs, path)
+        print(f"z_pred against the release's z: {png}")

@@ -18,7 +18,12 @@ that loads the whole inference stack), so any stage can use it cheaply:
 - ``CHAIN_DISAGREES`` (32): a chained subclass bundle (stellar8) says the row does
   not look like the stars it was trained on (its own ood_score above its threshold,
   or its best label is not a stellar one), for a row the class bundle calls STAR.
-- ``Z_UNRELIABLE`` (64): reserved for the redshift bundles.
+- ``Z_UNRELIABLE`` (64): the template-fit ``z_pred`` cannot be trusted: a second
+  minimum more than 1000 km/s away fits within delta chi^2 25, the best sits on the edge
+  of the searched range, or too few pixels carry information (``raysurvey.redshift``).
+- ``TEMPLATE_DISAGREES`` (128): the redshift step's templates of another class fit the
+  spectrum decisively better than those of ``pred_class`` (delta chi^2 / reduced chi^2
+  > 25; ``template_class`` names the class): a physical second opinion on the class.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ FEW_GOOD_PIXELS = 8
 BAD_READ = 16
 CHAIN_DISAGREES = 32
 Z_UNRELIABLE = 64
+TEMPLATE_DISAGREES = 128
 
 #: Every bit by name, in bit order.
 BITS: dict[str, int] = {
@@ -40,6 +46,7 @@ BITS: dict[str, int] = {
     "BAD_READ": BAD_READ,
     "CHAIN_DISAGREES": CHAIN_DISAGREES,
     "Z_UNRELIABLE": Z_UNRELIABLE,
+    "TEMPLATE_DISAGREES": TEMPLATE_DISAGREES,
 }
 
 #: LOW_SNR below this S/N per pixel in r. Below 5 the survey pipelines' own classes

@@ -69,9 +69,10 @@ def test_roles_chain_class3_then_stellar8_and_regression(bundles):
     probs = [n for n in names if n.startswith("prob_")]
     assert probs == ["prob_star", "prob_galaxy", "prob_qso", "prob_o", "prob_b", "prob_a",
                      "prob_f", "prob_g", "prob_k", "prob_m", "prob_carbon"]  # fmt: skip
-    assert names[-14:] == [
+    assert names[-15:] == [
         "confidence", "ood_score", "warning", "z_pred", "teff_pred", "logg_pred", "feh_pred",
-        "z_pred_err", "status", "error", "model_name", "model_version", "run_id", "created_at",
+        "z_pred_err", "template_class", "status", "error", "model_name", "model_version", "run_id",
+        "created_at",
     ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from raysurvey.redshift import RedshiftFitter, TemplatesNotFoundError, load_templates
 from raysurvey.redshift.chi2 import ShiftChi2, chi2_direct, chi2_window
-from raysurvey.redshift.clean import spike_mask
+from raysurvey.redshift.clean import running_median, sorting_network, spike_mask
 from raysurvey.redshift.evaluate import redshift_metrics
 from raysurvey.spectra.grid import grid_wavelength
 
@@ -211,3 +211,35 @@ def test_real_sdss_agree_with_the_pipeline(templates_dir, realdata_dir, tmp_path
             z, zp = float(r["z_ref"]), float(r["z_pred"])
             assert abs(zp - z) / (1 + z) < 0.003, r
             assert r["unreliable"] == "0"
+
+
+def test_chi2_class_holds_each_fitted_class(fitter, galaxy):
+    flux, ivar = _observe(*galaxy, 0.3, 8.0, np.random.default_rng(19), n=2)
+    out = fitter.fit(flux, ivar, [None, "GALAXY"])
+    per = out["chi2_class"]
+    assert per.shape == (2, 3) and per.dtype == np.float64
+    assert np.all(np.isfinite(per[0]))  # every class fitted
+    assert per[0].min() == out["chi2"][0] and out["spectype"][0] == "GALAXY"
+    assert per[0, 0] == per[0].min()
+    assert per[1, 0] == out["chi2"][1] and np.isinf(per[1, 1:]).all()  # class given
+
+
+@pytest.mark.parametrize("n", [5, 15])
+def test_sorting_network_sorts_every_zero_one_input(n):
+    # 0-1 principle: a comparator network that sorts all 2^n 0/1 inputs sorts any input
+    v = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # (2^n, n)
+    for a, b in sorting_network(n):
+        v[:, a], v[:, b] = np.minimum(v[:, a], v[:, b]), np.maximum(v[:, a], v[:, b])
+    assert np.all(np.diff(v, axis=1) >= 0)
+
+
+def test_running_median_equals_nanmedian():
+    rng = np.random.default_rng(23)
+    flux = torch.tensor(rng.standard_normal((4, 300)))
+    good = torch.tensor(rng.uniform(size=(4, 300)) > 0.3)
+    good[0, :40] = False  # windows with no good pixel: NaN
+    x = torch.nn.functional.pad(torch.where(good, flux, torch.nan), (7, 7), value=torch.nan)
+    expected = x.unfold(-1, 15, 1).nanmedian(-1).values  # lower median for even counts
+    got = running_median(flux, good)
+    assert torch.isnan(got[0, :30]).all()
+    assert torch.equal(torch.nan_to_num(got, 99.0), torch.nan_to_num(expected, 99.0))

@@ -158,7 +158,7 @@ def predict(uris, table):
 def test_bit_values_are_fixed():
     assert (bits.LOW_CONFIDENCE, bits.OUT_OF_DISTRIBUTION, bits.LOW_SNR) == (1, 2, 4)
     assert (bits.FEW_GOOD_PIXELS, bits.BAD_READ, bits.CHAIN_DISAGREES) == (8, 16, 32)
-    assert bits.Z_UNRELIABLE == 64
+    assert (bits.Z_UNRELIABLE, bits.TEMPLATE_DISAGREES) == (64, 128)
     values = list(bits.BITS.values())
     assert values == [1 << k for k in range(len(values))]  # appended, never renumbered
     assert bits.bit_names(2 | 16 | 256) == ["OUT_OF_DISTRIBUTION", "BAD_READ", "BIT8"]

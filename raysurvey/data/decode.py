@@ -31,13 +31,15 @@ class DecodeOptions:
     to return as ``header_<key>`` columns, for releases that come as a file listing
     (no manifest to carry ids, coordinates and labels). ``products``: the 2D files a
     row also needs (``stripes_uri``, ``cutout_uri``; see ``decode_2d``), for the
-    stripes and photometry modalities.
+    stripes and photometry modalities. ``keep_ivar``: return the grid inverse variance
+    too (``ivar``), for the redshift fit of ``classify_release --templates``.
     """
 
     n_pix: int = N_PIX
     fetch_threads: int = 8
     header_keys: tuple[str, ...] = ()
     products: tuple[str, ...] = ()  # "stripes", "cutout": 2D files to decode beside the 1D
+    keep_ivar: bool = False  # also return the grid ``ivar`` (the redshift fit needs it)
 
 
 def _fetch(uri: str) -> bytes | SpectrumReadError:
@@ -54,6 +56,7 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
     -------
     dict
         ``flux`` float32 [B, n_pix] (NaN where the grid has no information),
+        ``ivar`` float32 [B, n_pix] when ``options.keep_ivar`` (0 where no information),
         ``good_fraction`` and ``snr`` float32 [B], ``status`` and ``error`` [B]:
         "ok" and "" or "error" and "<reason code>: <message>" (the row keeps its uri);
         ``header_<key>`` object [B] for each of ``options.header_keys`` (None where
@@ -64,6 +67,7 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
     flux = np.full((n, options.n_pix), np.nan, dtype=np.float32)
     good_fraction = np.zeros(n, dtype=np.float32)
     snr = np.zeros(n, dtype=np.float32)
+    ivar = np.zeros((n, options.n_pix), dtype=np.float32) if options.keep_ivar else None
     status = np.full(n, STATUS_OK, dtype=object)
     error = np.full(n, "", dtype=object)
     header = {key: [None] * n for key in options.header_keys}
@@ -89,6 +93,8 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
             error[i] = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
             continue
         flux[i] = grid.flux
+        if ivar is not None:
+            ivar[i] = grid.ivar
         good_fraction[i] = grid.good_fraction
         snr[i] = grid.snr
         for key in options.header_keys:
@@ -100,6 +106,8 @@ def decode_uris(uris: list[str], options: DecodeOptions | None = None) -> dict[s
         "status": status,
         "error": error,
     }
+    if ivar is not None:
+        out["ivar"] = ivar
     for key, values in header.items():
         out[f"header_{key}"] = np.array(values, dtype=object)
     return out

@@ -20,7 +20,8 @@ from raysurvey.spectra.grid import DLOGLAM, LOGLAM0
 
 CATALOG_FORMAT = "raysurvey-catalog"
 #: 2: calibrated probabilities, ``ood_score``, ``warning``, ``z_pred_err``.
-CATALOG_VERSION = 2
+#: 3: ``template_class`` (the redshift step's best-fitting class).
+CATALOG_VERSION = 3
 #: Key of the JSON document in the Parquet key-value metadata.
 METADATA_KEY = b"raysurvey.catalog"
 #: HEALPix order of the spatial index column (HATS / LSDB convention).
@@ -54,6 +55,7 @@ _TAIL = [
     pa.field("warning", pa.int64()),
     *(pa.field(column, pa.float32()) for column in REGRESSION_COLUMNS.values()),
     pa.field("z_pred_err", pa.float32()),
+    pa.field("template_class", pa.string()),
     pa.field("status", pa.string(), nullable=False),
     pa.field("error", pa.string()),
     pa.field("model_name", pa.string()),

@@ -39,6 +39,7 @@ from raysurvey.infer.catalog import (
 )
 from raysurvey.infer.check import CheckReport, check_catalog
 from raysurvey.infer.predict import ROW, Predictor
+from raysurvey.infer.redshift_stage import plan_redshift
 from raysurvey.infer.release import HEADER_KEYS, Release, read_release
 from raysurvey.infer.store import (
     CatalogPlan,
@@ -254,8 +255,15 @@ def classify_release(
     output_uri: str,
     config: ClassifyConfig | None = None,
     log: Callable[[str], None] | None = None,
+    templates: str | None = None,
+    template_check: bool = True,
 ) -> ClassifyResult:
     """Classify every spectrum of ``release_uri`` into the catalog at ``output_uri``.
+
+    ``templates``: a Redrock template directory (path or s3://); every ok row then gets
+    a template-fit ``z_pred``, ``z_pred_err`` and the Z_UNRELIABLE bit; with
+    ``template_check`` also ``template_class`` and the TEMPLATE_DISAGREES bit (every
+    class fitted: about twice the redshift cost).
 
     Resumable: committed chunks of an earlier run with the same release, chunking and
     bundles are kept; the rest are (re)done. Raises ``CatalogCheckError`` when the
@@ -268,6 +276,7 @@ def classify_release(
     start = time.perf_counter()
     release = read_release(release_uri)
     roles = plan_bundles([(uri, read_manifest(uri)) for uri in bundle_uris])
+    redshift = plan_redshift(templates, roles, template_check)
     store = CatalogStore(output_uri)
     proposed = CatalogPlan(
         release=release_uri,
@@ -277,6 +286,7 @@ def classify_release(
         bundles=[{"uri": r.uri, "version": r.version, "model_name": r.model_name} for r in roles],
         catalog_id=uuid.uuid4().hex[:12],
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        redshift=redshift.summary() if redshift else None,
     )
     plan = store.open(proposed, overwrite=config.overwrite)
     committed = store.committed()
@@ -297,10 +307,18 @@ def classify_release(
                 "ood_score, no LOW_CONFIDENCE / OUT_OF_DISTRIBUTION bits "
                 "(add one with `raysurvey calibrate-bundle`)"
             )
+    if redshift:
+        log(
+            f"classify: redshifts  template chi^2 fit of {len(redshift.files)} template files "
+            f"({redshift.templates}) with each row's pred_class"
+            + ("; every class fitted for template_class" if template_check else "")
+        )
 
     assembler = None
     if pending:
         metadata = catalog_metadata(roles, release_uri, plan.catalog_id)
+        if redshift:
+            metadata["redshift"] = redshift.summary()
         schema = catalog_schema(roles, metadata)
         provenance = {
             "model_name": "+".join(r.model_name for r in roles),
@@ -320,11 +338,19 @@ def classify_release(
             modality_batch_size=config.batch_size,
             actor_cpus=config.modality_cpus,
             max_actors=config.modality_actors,
-            decode=DecodeOptions(header_keys=HEADER_KEYS if release.listed else ()),
+            decode=DecodeOptions(
+                header_keys=HEADER_KEYS if release.listed else (),
+                keep_ivar=redshift is not None,
+            ),
         )
         names = modalities_of(roles)
         ds = add_modalities(
-            manifest_blocks(rows, block), list(names), names, config=pipeline, repartition=False
+            manifest_blocks(rows, block),
+            list(names),
+            names,
+            keep_flux=redshift is not None,
+            config=pipeline,
+            repartition=False,
         )
         ds = ds.map_batches(
             Predictor,
@@ -332,6 +358,7 @@ def classify_release(
                 "roles": roles,
                 "use_gpu": gpus > 0,
                 "threads": max(1, int(round(cpus))),
+                "redshift": redshift,
             },
             batch_format="pyarrow",
             batch_size=config.batch_size,

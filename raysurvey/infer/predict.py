@@ -8,7 +8,10 @@ error and get null predictions.
 
 Classifier probabilities are calibrated with the bundle's stored scaling; the class
 bundle's penultimate features give ``ood_score``; ``warning`` is the bitmask of
-``raysurvey.warning_bits`` with the thresholds each bundle stores.
+``raysurvey.warning_bits`` with the thresholds each bundle stores. With a redshift
+plan (``--templates``), the grid ``flux`` and ``ivar`` come too and every ok row gets
+a template-fit ``z_pred``, ``z_pred_err`` and the Z_UNRELIABLE bit
+(``raysurvey.infer.redshift_stage``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from raysurvey.infer.catalog import (
     healpix29,
     prob_column,
 )
+from raysurvey.infer.redshift_stage import RedshiftFill, RedshiftPlan
 from raysurvey.models import prepare_inputs
 from raysurvey.models.bundle import load_bundle
 
@@ -42,11 +46,14 @@ PREDICT_ERROR = "predict_failed"
 NOT_STELLAR = ("GALAXY", "QSO", "UNKNOWN")
 
 
-def quality_bits(table: pa.Table, good: np.ndarray) -> np.ndarray:
+def quality_bits(
+    table: pa.Table, good: np.ndarray, low_snr_below: float = bits.LOW_SNR_BELOW
+) -> np.ndarray:
     """BAD_READ for error rows; LOW_SNR and FEW_GOOD_PIXELS for the others.
 
     The S/N is the survey's ``snr_r`` where the release has one, else the grid S/N of
-    the decode stage (``snr`` column) when present.
+    the decode stage (``snr`` column) when present; ``low_snr_below`` is the class
+    bundle's fitted threshold where it has one.
     """
     n = table.num_rows
     out = np.where(good, 0, bits.BAD_READ).astype(np.int64)
@@ -57,7 +64,7 @@ def quality_bits(table: pa.Table, good: np.ndarray) -> np.ndarray:
         grid_snr = column_numpy(table, "snr").astype(np.float64)
         snr = np.where(np.isfinite(snr), snr, grid_snr)
     with np.errstate(invalid="ignore"):
-        out[good & (snr < bits.LOW_SNR_BELOW)] |= bits.LOW_SNR
+        out[good & (snr < low_snr_below)] |= bits.LOW_SNR
         if "good_fraction" in table.column_names:
             fraction = column_numpy(table, "good_fraction").astype(np.float64)
             out[good & (fraction < bits.FEW_GOOD_PIXELS_BELOW)] |= bits.FEW_GOOD_PIXELS
@@ -75,7 +82,8 @@ def _device(use_gpu: bool | None) -> torch.device:
 class Predictor:
     """Loads the bundles of ``roles`` once and predicts for Arrow batches.
 
-    ``threads``: torch intra-op threads for a CPU actor (its CPU share).
+    ``threads``: torch intra-op threads for a CPU actor (its CPU share). ``redshift``:
+    the template fit of ``z_pred`` (None: ``z_pred`` only from a regression bundle).
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class Predictor:
         roles: Sequence[BundleRole],
         use_gpu: bool | None = None,
         threads: int = 1,
+        redshift: RedshiftPlan | None = None,
     ):
         self.roles = list(roles)
         self.device = _device(use_gpu)
@@ -95,6 +104,37 @@ class Predictor:
                     f"{role.uri}: bundle changed since the catalog was planned "
                     f"(version {bundle.version}, planned {role.version})"
                 )
+        self.redshift = RedshiftFill(redshift, self.device) if redshift else None
+        class_thresholds = next(
+            (
+                (b.calibration or {}).get("thresholds", {})
+                for r, b in zip(self.roles, self.bundles, strict=True)
+                if r.role == "class"
+            ),
+            {},
+        )
+        self.low_snr_below = float(class_thresholds.get("low_snr", bits.LOW_SNR_BELOW))
+
+    def _fit_redshifts(self, table, good, pred_class, columns, valid, warning) -> np.ndarray:
+        """``z_pred``, ``z_pred_err``, Z_UNRELIABLE and TEMPLATE_DISAGREES for the good
+        rows (in place); returns the ``template_class`` column."""
+        n = table.num_rows
+        rows = np.flatnonzero(good)
+        has_class = any(role.role == "class" for role in self.roles)
+        classes = pred_class[rows] if has_class else [None] * len(rows)
+        fit = self.redshift(
+            column_numpy(table, "flux")[rows], column_numpy(table, "ivar")[rows], classes
+        )
+        for name, values in (("z_pred", fit["z"]), ("z_pred_err", fit["z_err"])):
+            column = np.full(n, np.nan, dtype=np.float32)
+            column[rows] = values
+            columns[name] = column
+            valid[name] = np.isfinite(column)
+        warning[rows[fit["unreliable"]]] |= bits.Z_UNRELIABLE
+        warning[rows[fit["disagrees"]]] |= bits.TEMPLATE_DISAGREES
+        template_class = np.full(n, None, dtype=object)
+        template_class[rows] = fit["template_class"]
+        return template_class
 
     def _outputs(self, bundle, batch: dict[str, np.ndarray]):
         """(outputs [B, k], penultimate features [B, D] or None)."""
@@ -183,7 +223,10 @@ class Predictor:
         error[good] = None
         pred_class[~good] = None
         pred_subclass[~good] = None
-        warning |= quality_bits(table, good)
+        warning |= quality_bits(table, good, self.low_snr_below)
+        template_class = np.full(n, None, dtype=object)
+        if self.redshift is not None:
+            template_class = self._fit_redshifts(table, good, pred_class, columns, valid, warning)
         ood_score[~good] = np.nan
 
         out_table = {name: table.column(name) for name in (*PASSTHROUGH, *LABEL_COLUMNS)}
@@ -199,6 +242,7 @@ class Predictor:
         out_table["confidence"] = pa.array(confidence, mask=~good | ~np.isfinite(confidence))
         out_table["ood_score"] = pa.array(ood_score, mask=~np.isfinite(ood_score))
         out_table["warning"] = pa.array(warning, type=pa.int64())
+        out_table["template_class"] = pa.array(template_class, type=pa.string())
         out_table["status"] = pa.array(status, type=pa.string())
         out_table["error"] = pa.array(error, type=pa.string())
         out_table[ROW] = table.column(ROW)

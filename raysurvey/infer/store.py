@@ -53,6 +53,8 @@ class CatalogPlan:
     bundles: list[dict]
     catalog_id: str
     created_at: str = ""
+    #: The template redshift step (``RedshiftPlan.summary()``); None when z_pred is not fitted.
+    redshift: dict | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -77,6 +79,14 @@ class CatalogPlan:
         theirs = [(b["uri"], b["version"]) for b in other.bundles]
         if ours != theirs:
             problems.append(f"the bundles differ ({theirs} vs {ours})")
+        ours_z = (self.redshift or {}).get("fingerprint")
+        theirs_z = (other.redshift or {}).get("fingerprint")
+        if ours_z != theirs_z:
+            problems.append(
+                "the redshift templates differ "
+                f"({(other.redshift or {}).get('templates', 'none')} vs "
+                f"{(self.redshift or {}).get('templates', 'none')})"
+            )
         return problems
 
 

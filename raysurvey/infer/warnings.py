@@ -10,6 +10,7 @@ from raysurvey.warning_bits import (  # noqa: F401
     LOW_SNR,
     LOW_SNR_BELOW,
     OUT_OF_DISTRIBUTION,
+    TEMPLATE_DISAGREES,
     Z_UNRELIABLE,
     bit_names,
     bit_value,

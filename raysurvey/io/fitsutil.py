@@ -10,6 +10,7 @@ import numpy as np
 from astropy.io import fits
 
 from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
+from raysurvey.io.registry import header_column_names  # noqa: F401 - re-exported
 from raysurvey.io.spectrum import META_KEYS, Spectrum
 
 #: The surveys' placeholder for a missing number.
@@ -90,19 +91,6 @@ def require_hdu(hdul: fits.HDUList, name: str | int, uri: str) -> Any:
         raise SpectrumReadError(uri, ReadErrorReason.MISSING_HDU, f"no HDU {name!r}") from None
 
 
-def header_column_names(hdu: Any) -> set[str]:
-    """Upper-case column names of a binary-table HDU from its TTYPEn keywords.
-
-    Cheap enough for ``identify``: building astropy's column definitions costs more
-    than reading the table's data.
-    """
-    if not isinstance(hdu, fits.BinTableHDU):
-        return set()
-    header = hdu.header
-    count = int(header.get("TFIELDS", 0))
-    return {str(header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, count + 1)}
-
-
 def table_column(table: fits.FITS_rec, name: str, uri: str, hdu: str) -> np.ndarray:
     """A column of a binary table by case-insensitive name, or ``missing_column``."""
     names = {n.lower(): n for n in table.columns.names}
@@ -115,7 +103,11 @@ def table_column(table: fits.FITS_rec, name: str, uri: str, hdu: str) -> np.ndar
 
 def image_data(hdu: Any, uri: str, min_rows: int) -> np.ndarray:
     """A 2D image with at least ``min_rows`` rows (the LAMOST and spSpec layouts)."""
-    data = hdu.data
+    return check_image(hdu.data, uri, min_rows)
+
+
+def check_image(data: np.ndarray | None, uri: str, min_rows: int) -> np.ndarray:
+    """``data`` if it is a 2D image with at least ``min_rows`` rows, else ``shape_mismatch``."""
     if data is None or data.ndim != 2 or data.shape[0] < min_rows:
         shape = None if data is None else data.shape
         raise SpectrumReadError(

@@ -27,8 +27,8 @@ from astropy.io import fits
 from raysurvey.io.errors import ReadErrorReason, SpectrumReadError
 from raysurvey.io.fitsutil import (
     build_spectrum,
+    check_image,
     empty_meta,
-    header_column_names,
     header_value,
     image_data,
     normalise_class,
@@ -108,12 +108,19 @@ def identify_dr1(f: FitsFile) -> bool:
     named = _image_rows_name(f, "subcontinuum")
     if named is not None:
         return named
-    return "COEFF0" in f.header and not _row2_is_wavelength(f.hdul[0].data)
+    return "COEFF0" in f.header and not _row2_is_wavelength(f.primary_data())
 
 
 def read_dr1(f: FitsFile, uri: str) -> Spectrum:
+    return _dr1(f, image_data(f.hdul[0], uri, min_rows=5), uri)
+
+
+def read_dr1_fast(f: FitsFile, uri: str) -> Spectrum:
+    return _dr1(f, check_image(f.primary_data(), uri, min_rows=5), uri)
+
+
+def _dr1(f: FitsFile, data: np.ndarray, uri: str) -> Spectrum:
     header = f.header
-    data = image_data(f.hdul[0], uri, min_rows=5)
     coeff0 = float(require_keyword(header, "COEFF0", uri))
     coeff1 = float(require_keyword(header, "COEFF1", uri))
     n_pix = data.shape[1]
@@ -130,12 +137,19 @@ def identify_image(f: FitsFile) -> bool:
     named = _image_rows_name(f, "wavelength")
     if named is not None:
         return named
-    return _row2_is_wavelength(f.hdul[0].data)  # a file without the row description
+    return _row2_is_wavelength(f.primary_data())  # a file without the row description
 
 
 def read_image(f: FitsFile, uri: str) -> Spectrum:
+    return _image(f, image_data(f.hdul[0], uri, min_rows=3), uri)
+
+
+def read_image_fast(f: FitsFile, uri: str) -> Spectrum:
+    return _image(f, check_image(f.primary_data(), uri, min_rows=3), uri)
+
+
+def _image(f: FitsFile, data: np.ndarray, uri: str) -> Spectrum:
     header = f.header
-    data = image_data(f.hdul[0], uri, min_rows=3)
     rows = _row_names(header)
     index = {name: rows.index(name) for name in rows} if rows else {}
     flux = data[index.get("flux", 0)]
@@ -154,7 +168,7 @@ def read_image(f: FitsFile, uri: str) -> Spectrum:
 def identify_table(f: FitsFile) -> bool:
     if f.n_hdus < 2 or f.header.get("NAXIS") != 0 or not _is_lamost(f.header):
         return False
-    return {"FLUX", "WAVELENGTH"} <= header_column_names(f.hdul[1])
+    return {"FLUX", "WAVELENGTH"} <= f.column_names(1)
 
 
 def _vector(table: fits.FITS_rec, name: str, uri: str) -> np.ndarray:
@@ -179,14 +193,49 @@ def read_table(f: FitsFile, uri: str) -> Spectrum:
     return build_spectrum(uri, wavelength, flux, ivar, bad, meta)
 
 
-register_reader(
-    SurveyReader("lamost_table", SURVEY, identify_table, read_table, "LAMOST DR9+ COADD table")
-)
+TABLE_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK")
+
+
+def read_table_fast(f: FitsFile, uri: str) -> Spectrum:
+    """``read_table`` from the raw bytes: four vector columns of COADD's one row."""
+    table = f.raw.hdu(1).table()
+    found = {name: table.index(name) for name in TABLE_COLUMNS}
+    if table.nrows != 1 or None in [found[n] for n in TABLE_COLUMNS[:3]]:
+        raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, "COADD")
+    row = table.read([i for i in found.values() if i is not None])
+    vectors = {name: row[i][0].reshape(-1) for name, i in found.items() if i is not None}
+    bad = vectors["ANDMASK"] != 0 if "ANDMASK" in vectors else None
+    meta = lamost_meta(f.header, "lamost_table", uri)
+    return build_spectrum(uri, vectors["WAVELENGTH"], vectors["FLUX"], vectors["IVAR"], bad, meta)
+
+
 register_reader(
     SurveyReader(
-        "lamost_dr1", SURVEY, identify_dr1, read_dr1, "LAMOST DR1 5xN image, log-linear COEFF0/1"
+        "lamost_table",
+        SURVEY,
+        identify_table,
+        read_table,
+        "LAMOST DR9+ COADD table",
+        fast_read=read_table_fast,
     )
 )
 register_reader(
-    SurveyReader("lamost_image", SURVEY, identify_image, read_image, "LAMOST DR2-DR8 5xN image")
+    SurveyReader(
+        "lamost_dr1",
+        SURVEY,
+        identify_dr1,
+        read_dr1,
+        "LAMOST DR1 5xN image, log-linear COEFF0/1",
+        fast_read=read_dr1_fast,
+    )
+)
+register_reader(
+    SurveyReader(
+        "lamost_image",
+        SURVEY,
+        identify_image,
+        read_image,
+        "LAMOST DR2-DR8 5xN image",
+        fast_read=read_image_fast,
+    )
 )

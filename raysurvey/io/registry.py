@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from astropy.io import fits
 
 from raysurvey.io.header import FastHeader
+from raysurvey.io.rawfits import RawFits
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,29 @@ class FitsFile:
         Number of HDUs, known from the structural walk without loading them.
     uri : str
         The name errors and ``meta["uri"]`` report.
+    raw : RawFits or None
+        The fast path's view of the same bytes (``engine="fast"``); None on the
+        astropy path. ``hdul`` is then opened only if something asks for it.
     """
 
     hdul: fits.HDUList
     header: FastHeader
     n_hdus: int
     uri: str
+    raw: RawFits | None = None
+
+    def column_names(self, index: int) -> set[str]:
+        """Upper-case column names of HDU ``index`` from its TTYPEn keywords (empty
+        when it is not a binary table); from the raw header on the fast path."""
+        if self.raw is not None:
+            return self.raw.hdu(index).column_names()
+        return header_column_names(self.hdul[index])
+
+    def primary_data(self):
+        """The primary HDU's data array (None when it has none)."""
+        if self.raw is not None:
+            return self.raw.hdu(0).image()
+        return self.hdul[0].data
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,10 @@ class Reader:
         ``read(fits_file, uri) -> record``; raises ``SpectrumReadError`` on bad content.
     description : str
         One line for ``raysurvey readers`` and the docs.
+    fast_read : callable, optional
+        ``fast_read(fits_file, uri) -> record`` from ``fits_file.raw`` (the fast
+        path); raises ``rawfits.Unsupported`` for encodings it leaves to ``read``.
+        None: the layout is always read with ``read``.
     """
 
     name: str
@@ -65,6 +87,7 @@ class Reader:
     identify: Callable[[FitsFile], bool]
     read: Callable[[FitsFile, str], Any]
     description: str
+    fast_read: Callable[[FitsFile, str], Any] | None = None
 
     def identifies(self, fits_file: FitsFile) -> bool:
         """``identify``, with any exception read as "not this layout", never a crash."""
@@ -80,6 +103,19 @@ class SurveyReader(Reader):
     @property
     def survey(self) -> str:
         return self.kind
+
+
+def header_column_names(hdu: Any) -> set[str]:
+    """Upper-case column names of an astropy binary-table HDU from its TTYPEn keywords.
+
+    Cheap enough for ``identify``: building astropy's column definitions costs more
+    than reading the table's data.
+    """
+    if not isinstance(hdu, fits.BinTableHDU):
+        return set()
+    header = hdu.header
+    count = int(header.get("TFIELDS", 0))
+    return {str(header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, count + 1)}
 
 
 R = TypeVar("R", bound=Reader)

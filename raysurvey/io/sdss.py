@@ -37,6 +37,7 @@ from raysurvey.io.fitsutil import (
     require_hdu,
     table_column,
 )
+from raysurvey.io.rawfits import RawHDU
 from raysurvey.io.registry import FitsFile, SurveyReader, register_reader
 from raysurvey.io.spectrum import Spectrum
 
@@ -117,7 +118,7 @@ def _is_metadata_hdu(hdu: Any) -> bool:
 def identify(f: FitsFile) -> bool:
     if f.n_hdus < 2 or f.header.get("NAXIS") != 0 or "SPEC_CLN" in f.header:
         return False
-    return {"FLUX", "LOGLAM", "IVAR"} <= header_column_names(f.hdul[1])
+    return {"FLUX", "LOGLAM", "IVAR"} <= f.column_names(1)
 
 
 def read(f: FitsFile, uri: str) -> Spectrum:
@@ -143,11 +144,87 @@ def read(f: FitsFile, uri: str) -> Spectrum:
             "(or an unnamed table with CLASS and Z columns)",
         )
     row = _first_row(meta_hdu, uri)
-    header = f.header
+    meta = _meta(row, f.header, meta_hdu.name, uri)
+    return _assemble(uri, loglam, flux, ivar, bad, meta)
+
+
+#: SPECOBJ/SPALL columns the record uses (``_meta``); the fast path reads only these.
+ROW_COLUMNS = (
+    "RUN2D",
+    "PLATE",
+    "FIELD",
+    "MJD",
+    "FIBERID",
+    "SPECOBJID",
+    "CATALOGID",
+    "PLUG_RA",
+    "RACAT",
+    "FIBER_RA",
+    "PLUG_DEC",
+    "DECCAT",
+    "FIBER_DEC",
+    "CLASS",
+    "SUBCLASS",
+    "Z",
+    "Z_ERR",
+    "ZWARNING",
+    "SN_MEDIAN",
+    "SN_MEDIAN_ALL",
+)
+COADD_COLUMNS = ("loglam", "flux", "ivar", "and_mask")
+
+
+def read_fast(f: FitsFile, uri: str) -> Spectrum:
+    """``read`` from the raw bytes: COADD's four columns and HDU 2's first row only.
+
+    Raises ``SpectrumReadError`` or ``rawfits.Unsupported`` where the file is not
+    what ``read`` reads without error; the reader then gets the answer from ``read``.
+    """
+    raw = f.raw
+    coadd = raw.hdu(1).table()
+    found = {name: coadd.index(name) for name in COADD_COLUMNS}
+    if coadd.nrows == 0 or None in [found[n] for n in COADD_COLUMNS[:3]]:
+        raise SpectrumReadError(uri, ReadErrorReason.MISSING_COLUMN, "COADD columns")
+    wanted = [i for i in found.values() if i is not None]
+    columns = coadd.read(wanted)
+    loglam = columns[found["loglam"]].astype(np.float64)
+    flux = columns[found["flux"]]
+    ivar = columns[found["ivar"]]
+    bad = None
+    if found["and_mask"] is not None:
+        and_mask = columns[found["and_mask"]].astype(np.int64, copy=False)
+        bad = (and_mask & UNUSABLE_BITS) != 0
+
+    meta_hdu = raw.hdu(2)
+    if not _is_raw_metadata_hdu(meta_hdu):
+        raise SpectrumReadError(uri, ReadErrorReason.MISSING_HDU, "HDU 2")
+    table = meta_hdu.table()
+    if table.nrows == 0:
+        raise SpectrumReadError(uri, ReadErrorReason.SHAPE_MISMATCH, "no rows")
+    present = {name: table.index(name) for name in ROW_COLUMNS}
+    present = {name: i for name, i in present.items() if i is not None}
+    first = table.read(sorted(set(present.values())), rows=1)
+    row = {name: first[i][0] for name, i in present.items()}
+    meta = _meta(row, f.header, meta_hdu.name, uri)
+    return _assemble(uri, loglam, flux, ivar, bad, meta)
+
+
+def _is_raw_metadata_hdu(hdu: RawHDU) -> bool:
+    """``_is_metadata_hdu`` on the raw header."""
+    if not hdu.is_bintable:
+        return False
+    name = hdu.name.upper()
+    if name in METADATA_HDU_NAMES:
+        return True
+    return name in ("", "PRIMARY") and METADATA_COLUMNS <= hdu.column_names()
+
+
+def _meta(row: dict[str, Any], header: Any, hdu_name: str, uri: str) -> dict[str, Any]:
+    """The record's labels from HDU 2's first row (upper-case names) and the primary header."""
     meta = empty_meta(SURVEY, "sdss_spec", uri)
     run2d = _row_value(row, "RUN2D", kind=str) or header_value(header, "RUN2D", kind=str)
     meta["data_release"] = header_value(header, "RELEASE", kind=str) or (run2d and f"RUN2D {run2d}")
-    meta["metadata_hdu"] = meta_hdu.name.upper() or "HDU2"
+    meta["metadata_hdu"] = hdu_name.upper() or "HDU2"
     meta["plate"] = _row_value(row, "PLATE", "FIELD", kind=int) or header_value(
         header, "PLATEID", kind=int
     )
@@ -173,6 +250,10 @@ def read(f: FitsFile, uri: str) -> Spectrum:
         for band, value in zip(BANDS, sn_median, strict=True):
             meta[f"snr_{band}"] = clean_value(float(value))
     meta["snr_median_all"] = _row_value(row, "SN_MEDIAN_ALL", kind=float)
+    return meta
+
+
+def _assemble(uri, loglam, flux, ivar, bad, meta) -> Spectrum:
     with np.errstate(over="ignore", invalid="ignore"):  # bad loglam -> bad_wavelength below
         wavelength = 10.0**loglam
     return build_spectrum(uri, wavelength, flux, ivar, bad, meta)
@@ -180,6 +261,11 @@ def read(f: FitsFile, uri: str) -> Spectrum:
 
 register_reader(
     SurveyReader(
-        "sdss_spec", SURVEY, identify, read, "SDSS/BOSS/SDSS-V spec(-lite): COADD + SPECOBJ|SPALL"
+        "sdss_spec",
+        SURVEY,
+        identify,
+        read,
+        "SDSS/BOSS/SDSS-V spec(-lite): COADD + SPECOBJ|SPALL",
+        fast_read=read_fast,
     )
 )

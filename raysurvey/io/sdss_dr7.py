@@ -17,6 +17,7 @@ import numpy as np
 
 from raysurvey.io.fitsutil import (
     build_spectrum,
+    check_image,
     empty_meta,
     header_value,
     image_data,
@@ -50,8 +51,15 @@ def identify(f: FitsFile) -> bool:
 
 
 def read(f: FitsFile, uri: str) -> Spectrum:
+    return _read(f, image_data(f.hdul[0], uri, min_rows=4), uri)
+
+
+def read_fast(f: FitsFile, uri: str) -> Spectrum:
+    return _read(f, check_image(f.primary_data(), uri, min_rows=4), uri)
+
+
+def _read(f: FitsFile, data: np.ndarray, uri: str) -> Spectrum:
     header = f.header
-    data = image_data(f.hdul[0], uri, min_rows=4)
     coeff0 = float(require_keyword(header, "COEFF0", uri))
     coeff1 = float(require_keyword(header, "COEFF1", uri))
     wavelength = 10.0 ** (coeff0 + coeff1 * np.arange(data.shape[1]))
@@ -78,5 +86,12 @@ def read(f: FitsFile, uri: str) -> Spectrum:
 
 
 register_reader(
-    SurveyReader("sdss_spspec", SURVEY, identify, read, "SDSS DR7 spSpec 4/5xN image, SPEC_CLN")
+    SurveyReader(
+        "sdss_spspec",
+        SURVEY,
+        identify,
+        read,
+        "SDSS DR7 spSpec 4/5xN image, SPEC_CLN",
+        fast_read=read_fast,
+    )
 )

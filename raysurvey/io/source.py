@@ -142,11 +142,23 @@ def header_cards(header_bytes: bytes) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
+class HduSpan:
+    """Where one HDU lies in the checked bytes (offsets into the uncompressed file)."""
+
+    header_start: int
+    header_stop: int  # just past the END card
+    data_start: int
+    data_bytes: int  # without the padding to the 2880-byte block
+
+
+@dataclass(frozen=True)
 class FitsStructure:
-    """What the structural walk learned: HDU count and the primary header's bytes."""
+    """What the structural walk learned: HDU count, the primary header's bytes and
+    every HDU's span (so the fast read path finds headers and data without a parse)."""
 
     n_hdus: int
     primary_header: bytes
+    hdus: tuple[HduSpan, ...] = ()
 
 
 def check_fits_structure(
@@ -165,6 +177,7 @@ def check_fits_structure(
         raise SpectrumReadError(uri, ReadErrorReason.NOT_FITS, f"not a FITS file ({kind})")
     offset, n_hdus = 0, 0
     primary = b""
+    spans: list[HduSpan] = []
     max_header_bytes = limits.max_header_cards * CARD
     while offset < len(data):
         if n_hdus >= limits.max_hdus:
@@ -198,9 +211,10 @@ def check_fits_structure(
                 f"HDU {n_hdus} needs {data_bytes} data bytes, file ends "
                 f"{header_end + data_bytes - len(data)} bytes short",
             )
+        spans.append(HduSpan(offset, end_at, header_end, data_bytes))
         offset = header_end + padded
         n_hdus += 1
-    return FitsStructure(n_hdus, primary)
+    return FitsStructure(n_hdus, primary, tuple(spans))
 
 
 def _structural(header_bytes: bytes, key: str, default: int | None = None) -> int:

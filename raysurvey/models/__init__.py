@@ -23,6 +23,7 @@ from raysurvey.models.attention import ATTENTIONS, get_attention
 from raysurvey.models.inputs import (
     MissingModalityError,
     example_inputs,
+    prepare_inference,
     prepare_inputs,
     run_model,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "example_inputs",
     "get_attention",
     "list_models",
+    "prepare_inference",
     "prepare_inputs",
     "register_model",
     "run_model",

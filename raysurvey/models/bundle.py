@@ -204,8 +204,17 @@ def read_manifest(uri: str) -> dict[str, Any]:
     return manifest
 
 
-def load_bundle(uri: str, device: str | torch.device = "cpu") -> Bundle:
-    """Read a bundle from a local path or URI; the model comes back in eval mode."""
+def load_bundle(
+    uri: str, device: str | torch.device = "cpu", prepare_inference: bool = False
+) -> Bundle:
+    """Read a bundle from a local path or URI; the model comes back in eval mode.
+
+    ``prepare_inference``: build the model's inference fast paths from the loaded
+    weights (``raysurvey.models.prepare_inference``: e.g. spec_cnn's batch-norm folded
+    into its convolutions, ~2x faster on one CPU thread, same logits to float32
+    rounding). They run only in eval mode without autograd and never change the state
+    dict; ``model.train()`` drops them, so a loaded bundle can still be fine-tuned.
+    """
     manifest = read_manifest(uri)
     fs, path = fsspec.core.url_to_fs(uri)
     try:
@@ -222,6 +231,10 @@ def load_bundle(uri: str, device: str | torch.device = "cpu") -> Bundle:
     except RuntimeError as exc:
         raise BundleError(uri, f"weights do not fit {manifest['model_name']}: {exc}") from None
     model.to(device).eval()
+    if prepare_inference:
+        from raysurvey.models.inputs import prepare_inference as prepare
+
+        prepare(model)
     return Bundle(
         model=model,
         model_name=manifest["model_name"],

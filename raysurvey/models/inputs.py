@@ -106,6 +106,21 @@ def example_inputs(model: nn.Module, n: int, seed: int = 0) -> dict[str, torch.T
     return out
 
 
+def prepare_inference(model: nn.Module) -> nn.Module:
+    """Build the inference fast paths of ``model`` and its branches (e.g. spec_cnn's
+    folded, channels-last convolutions) from the current weights; returns ``model``.
+
+    Call it once the weights are loaded and the model is on its device (``load_bundle``
+    does). The fast paths run only in eval mode without autograd, so training and
+    gradients see the plain model; ``model.train()`` drops them.
+    """
+    for module in model.modules():
+        prepare = getattr(module, "prepare_inference", None)
+        if callable(prepare):
+            prepare()
+    return model
+
+
 def run_model(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Call any registered model (or its DDP wrapper) on model tensors keyed by modality."""
     inner = model.module if isinstance(getattr(model, "module", None), nn.Module) else model

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from raysurvey.redshift.chi2 import SpectrumSide
 from raysurvey.redshift.clean import CLIP_SIGMA, spike_mask
 from raysurvey.redshift.quality import QualityConfig, assess
 from raysurvey.redshift.search import KMS_PER_PIXEL, SearchConfig, search
@@ -96,6 +97,7 @@ class RedshiftFitter:
         self.clip_sigma = clip_sigma
         self.num_threads = num_threads
 
+    @torch.inference_mode()
     def fit(self, flux, ivar, classes=None, mask=None) -> dict[str, np.ndarray]:
         """Fit a batch of spectra on the common grid (see ``fit_batch``)."""
         if self.num_threads is None or self.device.type != "cpu":
@@ -130,7 +132,9 @@ class RedshiftFitter:
             ``z`` (float64; NaN where no fit), ``z_err`` (float64), ``unreliable`` (bool),
             ``chi2``, ``rchi2`` (chi^2 per degree of freedom), ``delta_chi2`` (second
             minimum > min_separation_kms away minus best), ``spectype`` (class of the
-            best fit), ``subtype`` (template set, e.g. ``qso-HIZ``, ``star-K``).
+            best fit), ``subtype`` (template set, e.g. ``qso-HIZ``, ``star-K``); and
+            ``chi2_class`` (float64 (B, 3)): the best refined chi^2 of each class in
+            ``CLASSES`` order (GALAXY, QSO, STAR), inf where a class was not fitted.
         """
         flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
         ivar = np.atleast_2d(np.asarray(ivar, dtype=np.float64))
@@ -161,13 +165,22 @@ class RedshiftFitter:
         edge = torch.zeros(shape, dtype=torch.bool, device=self.device)
         n_par = torch.ones(shape, dtype=torch.long, device=self.device)
         set_index = torch.zeros(shape, dtype=torch.long, device=self.device)
-        for ci, cls in enumerate(CLASSES):
-            rows_all = np.array([i for i, w in enumerate(wanted) if cls in w], dtype=np.int64)
-            factor = self.search_config.factor(cls)
-            for start in range(0, rows_all.size, self.batch_size):
-                rows = torch.from_numpy(rows_all[start : start + self.batch_size]).to(self.device)
+        fits = np.array([[cls in w for cls in CLASSES] for w in wanted], dtype=bool).reshape(b, -1)
+        for start in range(0, b, self.batch_size):
+            chunk = slice(start, min(start + self.batch_size, b))
+            # the spectrum side (channels, their FFTs, binned copies) is shared by all classes
+            side = SpectrumSide(flux_t[chunk], ivar_t[chunk], self.search_config.npoly)
+            for ci, cls in enumerate(CLASSES):
+                local = np.flatnonzero(fits[chunk, ci])
+                if not local.size:
+                    continue
+                local_t = torch.from_numpy(local).to(self.device)
+                rows = local_t + start
                 cand = search(
-                    flux_t[rows], ivar_t[rows], self.templates[cls], factor, self.search_config
+                    side.rows(local_t),
+                    self.templates[cls],
+                    self.search_config.factor(cls),
+                    self.search_config,
                 )
                 cols = slice(ci * nc, (ci + 1) * nc)
                 chi2[rows, cols] = cand.chi2
@@ -181,6 +194,8 @@ class RedshiftFitter:
         out = assess(chi2, shift, curv, edge, n_par, n_good, min_sep, self.quality_config)
         best = out.pop("best").cpu().numpy()
         result = {k: v.cpu().numpy() for k, v in out.items()}
+        # best refined chi^2 per class (CLASSES order), inf where a class was not fitted
+        result["chi2_class"] = chi2.view(b, n_cls, nc).amin(-1).cpu().numpy()
         cls_idx = best // nc
         sets = set_index.gather(1, torch.from_numpy(best).to(self.device)[:, None])[:, 0]
         sets = sets.cpu().numpy()

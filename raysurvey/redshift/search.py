@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from raysurvey.redshift.chi2 import ShiftChi2, chi2_window
+from raysurvey.redshift.chi2 import (
+    ShiftChi2,
+    SpectrumSide,
+    bin_spectra,  # noqa: F401 - re-exported (it lived here)
+    chi2_at_zero,
+    chi2_windows,
+)
 from raysurvey.redshift.templates import C_KMS, TemplateSet
 from raysurvey.spectra.grid import DLOGLAM
 
@@ -86,37 +92,28 @@ class Candidates:
     n_par: torch.Tensor
 
 
-def bin_spectra(flux: torch.Tensor, ivar: torch.Tensor, factor: int):
-    """Inverse-variance weighted means of ``factor`` adjacent pixels (B, N // factor)."""
-    if factor == 1:
-        return flux, ivar
-    b, n = flux.shape
-    n = n - n % factor
-    w = ivar[:, :n].reshape(b, -1, factor)
-    wf = (w * flux[:, :n].reshape(b, -1, factor)).sum(-1)
-    wsum = w.sum(-1)
-    return torch.where(wsum > 0, wf / wsum.clamp_min(1e-300), 0.0), wsum
-
-
-def coarse_chi2(flux, ivar, sets: list[TemplateSet], factor: int, npoly: int, use=None):
+def coarse_chi2(side: SpectrumSide, sets: list[TemplateSet], factor: int, use=None):
     """Coarse chi^2 curves of all sets concatenated: (chi2 (B, S), fine shift (S,), set (S,)).
 
-    ``use`` (B, n_sets) bool: sets searched per spectrum (others: chi^2 inf).
+    ``side``: the batch at full resolution (binned here, cached there); ``use`` (B,
+    n_sets) bool: sets searched per spectrum (others: chi^2 inf).
     """
-    fb, ib = bin_spectra(flux, ivar, factor)
+    coarse_side = side.binned(factor)
+    b, dev = side.x.shape[0], side.x.device
     curves, shifts, owners = [], [], []
     for i, tset in enumerate(sets):
         coarse = tset.binned(factor)
         n_shift = coarse.s_max - coarse.s_min + 1
         if use is None:
-            curves.append(ShiftChi2(fb, ib, coarse, npoly).chi2_all())
+            curves.append(ShiftChi2.from_side(coarse_side, coarse).chi2_all())
         else:
-            curve = fb.new_full((fb.shape[0], n_shift), float("inf"))
+            curve = side.x.new_full((b, n_shift), float("inf"))
             rows = torch.nonzero(use[:, i])[:, 0]
             if rows.numel():
-                curve[rows] = ShiftChi2(fb[rows], ib[rows], coarse, npoly).chi2_all()
+                part = ShiftChi2.from_side(coarse_side.rows(rows), coarse)
+                curve[rows] = part.chi2_all()
             curves.append(curve)
-        s = torch.arange(coarse.s_min, coarse.s_max + 1, device=flux.device) * factor
+        s = torch.arange(coarse.s_min, coarse.s_max + 1, device=dev) * factor
         shifts.append(s)
         owners.append(torch.full_like(s, i))
     return torch.cat(curves, 1), torch.cat(shifts), torch.cat(owners)
@@ -154,26 +151,15 @@ def parabola(y: torch.Tensor):
     return offset, value, torch.where(ok, a, 0.0)
 
 
-def refine(flux, ivar, sets, shifts, owners, valid, halfwidth: int, npoly: int) -> Candidates:
+def refine(side: SpectrumSide, sets, shifts, owners, valid, halfwidth: int) -> Candidates:
     """Full-resolution chi^2 around each candidate, parabola at the lowest point."""
-    b, n_cand = shifts.shape
-    dev, dt = flux.device, flux.dtype
+    dev = side.x.device
     width = 2 * halfwidth + 1
-    fine = torch.full((b, n_cand, width), float("inf"), dtype=dt, device=dev)
-    trial = torch.zeros((b, n_cand, width), dtype=torch.long, device=dev)
-    for c in range(n_cand):
-        for i, tset in enumerate(sets):
-            rows = torch.nonzero((owners[:, c] == i) & valid[:, c])[:, 0]
-            if rows.numel():
-                chi2, s = chi2_window(
-                    flux[rows], ivar[rows], tset, shifts[rows, c] - halfwidth, width, npoly
-                )
-                fine[rows, c, : chi2.shape[1]] = chi2
-                trial[rows, c, : chi2.shape[1]] = s
+    fine, trial = chi2_windows(side, sets, owners, shifts - halfwidth, valid, width)
     j = fine.argmin(-1).clamp(1, width - 2)  # (B, C): centre of the three points
     three = fine.gather(-1, j[..., None] + torch.tensor([-1, 0, 1], device=dev))
     centre = trial.gather(-1, j[..., None])[..., 0]
-    return vertex(three, centre, sets, owners, valid, npoly)
+    return vertex(three, centre, sets, owners, valid, side.npoly)
 
 
 def vertex(three, centre, sets, owners, valid, npoly: int) -> Candidates:
@@ -195,37 +181,38 @@ def vertex(three, centre, sets, owners, valid, npoly: int) -> Candidates:
     return Candidates(value, shift, curv, owners, edge, n_par)
 
 
-def preselect(flux, ivar, sets: list[TemplateSet], keep: int, npoly: int):
+def preselect(side: SpectrumSide, sets: list[TemplateSet], keep: int):
     """(B, n_sets) mask of the ``keep`` sets with the lowest chi^2 at z = 0 per spectrum.
 
     For classes of many sets over a narrow range around z = 0 (stars: eight spectral
     types within +-1000 km/s), the best type hardly depends on the exact velocity, so
     only the best few types are searched.
     """
-    b = flux.shape[0]
-    zero = torch.zeros(b, dtype=torch.long, device=flux.device)
-    at_zero = torch.stack([chi2_window(flux, ivar, t, zero, 1, npoly)[0][:, 0] for t in sets], 1)
+    at_zero = chi2_at_zero(side, sets)
     order = at_zero.argsort(1)[:, :keep]
     return torch.zeros_like(at_zero, dtype=torch.bool).scatter_(1, order, True)
 
 
-def search(flux, ivar, sets: list[TemplateSet], factor: int, cfg: SearchConfig) -> Candidates:
-    """Coarse-to-fine search of one class's sets for a batch (float64 (B, N) tensors)."""
+def search(side: SpectrumSide, sets: list[TemplateSet], factor: int, cfg: SearchConfig):
+    """Coarse-to-fine search of one class's sets for a batch (``SpectrumSide``, full res).
+
+    Returns the refined ``Candidates``.
+    """
     use = None
     if 0 < cfg.preselect < len(sets) and all(t.s_min <= 0 <= t.s_max for t in sets):
-        use = preselect(flux, ivar, sets, cfg.preselect, cfg.npoly)
-    chi2, shifts, owners = coarse_chi2(flux, ivar, sets, factor, cfg.npoly, use)
+        use = preselect(side, sets, cfg.preselect)
+    chi2, shifts, owners = coarse_chi2(side, sets, factor, use)
     min_sep = cfg.min_separation_kms / KMS_PER_PIXEL
     s, o, valid, j = pick_candidates(chi2, shifts, owners, cfg.n_candidates, min_sep)
     if factor > 1:
-        return refine(flux, ivar, sets, s, o, valid, factor + 2, cfg.npoly)
+        return refine(side, sets, s, o, valid, factor + 2)
     # full resolution already: the parabola through the curve's neighbours (inf across sets)
     n = chi2.shape[1]
-    cols = j[..., None] + torch.tensor([-1, 0, 1], device=flux.device)  # (B, C, 3)
+    cols = j[..., None] + torch.tensor([-1, 0, 1], device=chi2.device)  # (B, C, 3)
     inside = (cols >= 0) & (cols < n)
     cols = cols.clamp(0, n - 1)
     same = owners[cols] == o[..., None]
     three = torch.where(
         inside & same, chi2.gather(1, cols.reshape(len(s), -1)).view(cols.shape), float("inf")
     )
-    return vertex(three, s, sets, o, valid, cfg.npoly)
+    return vertex(three, s, sets, o, valid, side.npoly)

@@ -82,8 +82,11 @@ class RunSpec:
 def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dict]:
     """The model config, the modalities it reads and the options they need."""
     config = {"num_classes": n_outputs} | dict(spec.model_config)
+    # the modalities do not depend on the weights, and from_pretrained refuses the meta
+    # device: probe without them (the workers load them)
+    probe = {k: v for k, v in config.items() if k != "pretrained"}
     with torch.device("meta"):
-        model = create_model(spec.model, **config)
+        model = create_model(spec.model, **probe)
     required = model.modality_options() if hasattr(model, "modality_options") else {}
     if "stripes" in model.modalities and "stripes" not in required:
         from raysurvey.modalities.stripes import options_for_width
