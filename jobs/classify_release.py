@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         "--modality-actors", type=int, help="most modality actors (default: CPUs / 4 at start)"
     )
     parser.add_argument("--predict-cpus", type=float, default=0.5, help="CPUs per predictor")
+    parser.add_argument(
+        "--pipeline",
+        choices=("auto", "fused", "split"),
+        default="auto",
+        help="fused: decode + modalities + predict in one pool of 1-CPU actors (the "
+        "CPU path); split: decode tasks, modality actors, predictor actors (feeds GPUs); "
+        "auto: fused when the predictors run on CPU",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace another catalog there")
     parser.add_argument("--skymap", help="also write a sky-map PNG of the result here")
     parser.add_argument("--address", help="Ray address (default: auto / a local Ray)")
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         modality_actors=args.modality_actors,
         predict_cpus=args.predict_cpus,
         overwrite=args.overwrite,
+        fused={"auto": None, "fused": True, "split": False}[args.pipeline],
     )
     try:
         result = classify_release(

@@ -302,7 +302,7 @@ def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.nda
         if not np.isfinite(mu).all():
             continue
         d = f - mu
-        best = np.minimum(best, np.einsum("ij,jk,ik->i", d, precision, d))
+        best = np.minimum(best, ((d @ precision) * d).sum(axis=1))  # a BLAS product
     return np.sqrt(np.maximum(best, 0.0) / f.shape[1])
 
 

@@ -16,6 +16,7 @@ from raysurvey.calibration import (
     expected_calibration_error,
     fit_calibration,
     fit_gaussians,
+    fit_low_snr,
     fit_temperature,
     ledoit_wolf,
     mahalanobis_score,
@@ -205,3 +206,19 @@ def test_catalog_columns_and_metadata(tiny_bundle):
     assert schema.field("confidence").type == pa.float32()
     assert roles[0].calibration["ood_method"] == "energy"
     assert roles[0].calibration["thresholds"] == {"low_confidence": 0.5, "ood": -3.0}
+
+
+def test_fit_low_snr_on_hand_made_rows():
+    """The threshold is the highest S/N whose fainter rows (>= 20) are >= 20 % wrong."""
+    snr = np.arange(1.0, 101.0)
+    correct = snr > 10  # the 10 faintest rows are wrong
+    # fainter than 50: 10 of 50 wrong (20 %); fainter than 51: 10 of 51 (19.6 %)
+    assert fit_low_snr(snr, correct) == 50.5
+    assert fit_low_snr(snr[::-1], correct[::-1]) == 50.5  # order does not matter
+    # stricter: 10 of 25 rows are 40 % wrong, 10 of 26 are 38.5 %
+    assert fit_low_snr(snr, correct, max_error=0.4) == 25.5
+    # too few rows to judge: the first 20 rows are only 10 / 20 = 50 % wrong
+    assert fit_low_snr(snr, correct, max_error=0.6) == 1.0
+    # never wrong: the faintest validated S/N; NaN S/N ignored; nothing: 0
+    assert fit_low_snr(np.r_[np.nan, snr], np.ones(101, bool)) == 1.0
+    assert fit_low_snr(np.array([]), np.array([], bool)) == 0.0

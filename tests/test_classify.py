@@ -125,6 +125,23 @@ def test_catalog_accuracy_equals_the_evaluators(release, bundle, catalog, tmp_pa
     assert accuracy == pytest.approx(result["accuracy"], abs=1e-12)
 
 
+def test_split_pipeline_writes_the_fused_pipelines_rows(small_release, bundle, catalog, tmp_path):
+    """The default CPU path fuses decode, modalities and prediction in one actor; the
+    three-stage path that feeds GPUs must give the same catalog rows."""
+    out = str(tmp_path / "split")
+    config = ClassifyConfig(chunk_size=300, fused=False)
+    result = classify_release(small_release, [bundle], out, config)
+    assert result.rows_written == 300 and result.check.rows == 300
+    split = read_catalog(out).to_pydict()
+    fused = read_catalog(catalog).slice(0, 300).to_pydict()
+    for column in ("uri", "status", "error", "pred_class", "warning"):
+        assert split[column] == fused[column], column
+    for column in ("prob_star", "prob_galaxy", "prob_qso", "confidence"):
+        a = np.array(split[column], dtype=float)
+        b = np.array(fused[column], dtype=float)
+        np.testing.assert_allclose(a, b, rtol=1e-6, equal_nan=True)
+
+
 def test_query_and_summary(catalog, tmp_path, capsys):
     table = read_catalog(catalog).to_pydict()
     sql = "SELECT pred_class, count(*) AS n FROM catalog WHERE status = 'ok' GROUP BY 1"
@@ -313,4 +330,6 @@ def test_ray_job_submit_to_a_two_node_cluster(ray_two_nodes, small_release, bund
     assert not head["resources_total"].get("CPU")  # num-cpus 0: no task lands there
     actors = [a for a in ray_list(ray_two_nodes, "actors") if "MapWorker" in a["class_name"]]
     assert any("Predictor" in a["class_name"] for a in actors), [a["class_name"] for a in actors]
-    assert {a["node_id"] for a in actors} == {n for n in nodes if n != head["node_id"]}
+    # (the state API can forget the node of an actor that has died: its node_id is None)
+    placed = {a["node_id"] for a in actors if a["node_id"]}
+    assert placed == {n for n in nodes if n != head["node_id"]}

@@ -1,10 +1,11 @@
 """Classify a whole release into an exactly-once, resumable Parquet catalog.
 
 The stream: release rows -> decode (CPU tasks) -> the modalities the bundles need (CPU
-actors) -> ``Predictor`` actors (GPU when asked for, CPU otherwise) -> the driver,
-which gathers each chunk's rows, writes the chunk and commits it
-(``raysurvey.infer.store``). Only catalog columns come back to the driver (no
-tensors), so it stays small however large the release is.
+actors) -> ``Predictor`` actors on GPUs -> the driver, which gathers each chunk's rows,
+writes the chunk and commits it (``raysurvey.infer.store``). Without GPUs the three
+stages run fused in one pool of one-CPU actors (``raysurvey.infer.fused``). Only
+catalog columns come back to the driver (no tensors), so it stays small however large
+the release is.
 
 Rows carry their position in the release (``_row``): the driver keeps the first copy
 of a row and drops any repeat (a re-executed block after a worker failure), and
@@ -38,6 +39,7 @@ from raysurvey.infer.catalog import (
     read_catalog_metadata,
 )
 from raysurvey.infer.check import CheckReport, check_catalog
+from raysurvey.infer.fused import FusedPredictor
 from raysurvey.infer.predict import ROW, Predictor
 from raysurvey.infer.redshift_stage import plan_redshift
 from raysurvey.infer.release import HEADER_KEYS, Release, read_release
@@ -69,7 +71,10 @@ class ClassifyConfig:
     ``rows_per_block``: manifest rows per input block. Small blocks keep all three
     stages busy: measured on 2 CPUs (spec_cnn), 64-row blocks stream at ~113
     spectra/s, 256-row blocks at ~81 and 500-row blocks at ~90, with the first rows
-    arriving later the bigger the blocks.
+    arriving later the bigger the blocks. ``fused``: run decode, modalities and
+    prediction in one pool of ``fused_cpus``-CPU actors (``raysurvey.infer.fused``),
+    ``predict_actors`` of them (default: the cluster's CPUs / ``fused_cpus``); None
+    fuses when the predictors run on CPU (no GPUs, or ``num_gpus_per_actor=0``).
     """
 
     chunk_size: int = 20_000
@@ -83,6 +88,8 @@ class ClassifyConfig:
     modality_cpus: float = 0.25
     overwrite: bool = False
     progress_every_s: float = 10.0
+    fused: bool | None = None
+    fused_cpus: float = 1.0
 
     def __post_init__(self):
         if self.chunk_size < 1 or self.batch_size < 1:
@@ -332,6 +339,9 @@ def classify_release(
         ray.data.DataContext.get_current().enable_progress_bars = False
         resources = ray.cluster_resources()
         gpus, actors, cpus = _predictor_resources(config, resources)
+        fused = config.fused if config.fused is not None else gpus == 0
+        if fused and gpus:
+            raise ValueError("fused=True runs CPU predictors: give num_gpus_per_actor=0")
         block = config.rows_per_block
         pipeline = PipelineConfig(
             decode_batch_size=config.decode_batch_size,
@@ -344,31 +354,54 @@ def classify_release(
             ),
         )
         names = modalities_of(roles)
-        ds = add_modalities(
-            manifest_blocks(rows, block),
-            list(names),
-            names,
-            keep_flux=redshift is not None,
-            config=pipeline,
-            repartition=False,
-        )
-        ds = ds.map_batches(
-            Predictor,
-            fn_constructor_kwargs={
-                "roles": roles,
-                "use_gpu": gpus > 0,
-                "threads": max(1, int(round(cpus))),
-                "redshift": redshift,
-            },
-            batch_format="pyarrow",
-            batch_size=config.batch_size,
-            num_gpus=gpus or None,
-            num_cpus=cpus,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-        )
+        if fused:
+            cpus = config.fused_cpus
+            actors = config.predict_actors or max(1, int(resources.get("CPU", 1) // cpus))
+            ds = manifest_blocks(rows, block).map_batches(
+                FusedPredictor,
+                fn_constructor_kwargs={
+                    "roles": roles,
+                    "modalities": names,
+                    "decode": pipeline.decode,
+                    "threads": max(1, int(cpus)),
+                    "redshift": redshift,
+                },
+                batch_format="pyarrow",
+                batch_size=None,  # a whole block: the rows were cut to rows_per_block
+                num_cpus=cpus,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            )
+        else:
+            ds = add_modalities(
+                manifest_blocks(rows, block),
+                list(names),
+                names,
+                keep_flux=redshift is not None,
+                config=pipeline,
+                repartition=False,
+            )
+            ds = ds.map_batches(
+                Predictor,
+                fn_constructor_kwargs={
+                    "roles": roles,
+                    "use_gpu": gpus > 0,
+                    "threads": max(1, int(round(cpus))),
+                    "redshift": redshift,
+                },
+                batch_format="pyarrow",
+                batch_size=config.batch_size,
+                num_gpus=gpus or None,
+                num_cpus=cpus,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            )
         log(
-            f"classify: modalities {', '.join(names)}; predictors: {actors} x "
-            f"({f'{gpus:g} GPU, ' if gpus else ''}{cpus:g} CPU); blocks of {block} rows"
+            f"classify: modalities {', '.join(names)}; "
+            + (
+                f"fused decode + modalities + predict: {actors} x {cpus:g} CPU"
+                if fused
+                else f"predictors: {actors} x ({f'{gpus:g} GPU, ' if gpus else ''}{cpus:g} CPU)"
+            )
+            + f"; blocks of {block} rows"
         )
         progress = Progress(rows.num_rows, config.progress_every_s, log)
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
