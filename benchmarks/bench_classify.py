@@ -9,12 +9,14 @@ Stages: one process, one thread, the catalog's own code (``read_spectrum``, ``to
 per stage and in total, as a ratio to Redrock's 1.10 CPU-s a spectrum; with templates,
 the redshift fit (every class, the template check) is timed too.
 
-Throughput: the same files go through (a) one process, one thread: decode, grid,
-modalities, forward pass, softmax, in batches; (b) ``classify_release`` with Ray on
-every CPU. Printed: both rates and their ratio, end to end (Ray start-up included)
-and steady (the rows after the first 20 % over the time they took, from progress
-reports every 0.5 s; a million-row release runs at the steady rate). Bundles have random
-weights: speed does not depend on what the weights are.
+Throughput: (a) one process, one thread: decode, grid, modalities, forward pass,
+softmax, in batches, on ``--loop-n`` files; (b) ``classify_release`` with Ray on every
+CPU, fused and split pipelines, over ``--rows`` rows (the release's files repeated
+under distinct ids). Printed: both rates and the ratio to N single-threaded loops, end
+to end (Ray start-up included) and steady (the rows after the first 20 % over the time
+they took, from progress reports every 0.5 s; a million-row release runs at the
+steady rate). ``--bundles`` have random weights (speed does not depend on them);
+``--bundle`` uses a real one (a calibrated bundle also pays its OOD score).
 
 Scale: manifests of N rows over an existing release (rows repeat its files under
 distinct ids when N is larger than it, which spares the disk), classified with a
@@ -240,7 +242,10 @@ def scaled_manifest(source: str, n: int, out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--templates", default=None, help="Redrock templates (default: env)")
-    parser.add_argument("--n", type=int, default=4000, help="spectra for the throughput runs")
+    parser.add_argument("--n", type=int, default=4000, help="files of the synthetic release")
+    parser.add_argument(
+        "--rows", type=int, default=30000, help="rows of the throughput runs (files repeat)"
+    )
     parser.add_argument("--loop-n", type=int, default=500, help="spectra for the plain loop")
     parser.add_argument("--bundles", default="spec_cnn,fusion_cpu", help="random-weight models")
     parser.add_argument("--bundle", help="a real bundle instead of --bundles (e.g. calibrated)")
@@ -251,7 +256,7 @@ def main() -> None:
         "--pipelines", default="fused,split", help="classify_release modes to compare"
     )
     parser.add_argument("--scale-sizes", default="10000,50000,100000")
-    parser.add_argument("--scale-release", default=".cache/bench/release-50000")
+    parser.add_argument("--scale-release", default=".cache/bench/release-4000")
     parser.add_argument("--only-scale", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--workdir", default=".cache/bench")
@@ -279,17 +284,19 @@ def main() -> None:
         print_stages(ms, args.stage_n, stage_manifest, z_templates is not None)
         cpus = args.num_cpus
         print(
-            f"\nthroughput: {args.n} spectra, {cpus} CPUs; loop on {args.loop_n}; ratio = "
+            f"\nthroughput: {args.rows} rows over {args.n} files, {cpus} CPUs, 20,000-row "
+            f"chunks; loop on {args.loop_n}; ratio = "
             f"classify_release / ({cpus} x one single-threaded loop), goal >= 0.9"
         )
         head = ("bundle", "pipeline", "loop/s", "e2e/s", "ratio", "steady/s", "ratio")
         print("{:12s} {:8s} {:>8s} {:>8s} {:>6s} {:>9s} {:>6s}".format(*head))
+        rows = scaled_manifest(manifest, args.rows, work)
         for name, bundle in bundles.items():
             plain_loop(uris[:64], bundle)  # warm caches and lazy imports
             loop = plain_loop(uris[: args.loop_n], bundle)
             for mode in args.pipelines.split(","):
                 out = work / f"catalog-{name}-{mode}"
-                result, steady = run_classify(manifest, bundle, out, 500, fused=mode == "fused")
+                result, steady = run_classify(rows, bundle, out, 20_000, fused=mode == "fused")
                 e2e = result.rows_written / result.seconds
                 print(
                     f"{name:12s} {mode:8s} {loop:8.1f} {e2e:8.1f} {e2e / loop / cpus:5.2f}x "

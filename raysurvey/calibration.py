@@ -40,6 +40,11 @@ MIN_CALIBRATION_ROWS = 10
 #: fraction of all validation rows.
 LOW_CONFIDENCE_RATE = 0.03
 OOD_RATE = 0.03
+#: The most correctly classified validation rows that LOW_CONFIDENCE and
+#: OUT_OF_DISTRIBUTION may flag together: users cut on ``warning = 0``, so the stated
+#: false-flag rate is the union's. The two rates above are scaled down by one factor
+#: until their union fits (each alone at 3 % flagged ~5 % together).
+FLAG_RATE = 0.03
 #: The Mahalanobis part of the "combined" score flags only this share of validation
 #: rows: on real spectra the feature distance mostly measures how unlike the synthetic
 #: training set they are, so it is kept for gross outliers (docs/catalog.md).
@@ -434,6 +439,7 @@ def fit_calibration(
     low_confidence_rate: float = LOW_CONFIDENCE_RATE,
     ood_rate: float = OOD_RATE,
     mahalanobis_rate: float = MAHALANOBIS_RATE,
+    flag_rate: float | None = FLAG_RATE,
     val_snr: np.ndarray | None = None,
     low_snr_max_error: float = LOW_SNR_MAX_ERROR,
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -443,7 +449,9 @@ def fit_calibration(
     ``low_confidence_rate``: the fraction of correctly classified validation rows that
     LOW_CONFIDENCE may flag; ``ood_rate``: the fraction of validation rows that
     OUT_OF_DISTRIBUTION may flag (for ``combined``: the energy part's;
-    ``mahalanobis_rate`` the distance part's). ``val_snr``: the validation rows' S/N
+    ``mahalanobis_rate`` the distance part's); ``flag_rate``: the most correct
+    validation rows the two may flag together (both rates scaled by one factor until
+    the union fits; None: no joint budget). ``val_snr``: the validation rows' S/N
     (the catalog's: the survey's ``snr_r``, else the grid S/N), for the LOW_SNR
     threshold (``fit_low_snr``); without it the catalog keeps the fixed default.
     """
@@ -458,31 +466,58 @@ def fit_calibration(
     calibrated = softmax(scale_logits(val_logits, scaling))
     conf = calibrated.max(axis=1)
     correct = calibrated.argmax(axis=1) == val_labels
-    low_conf = float(np.quantile(conf[correct], low_confidence_rate)) if correct.any() else 0.0
 
     tensors: dict[str, np.ndarray] = {}
     ood: dict[str, Any] = {"method": ood_method}
     if ood_method != "energy" and (val_features is None or train_features is None):
         ood_method = ood["method"] = "energy"  # a model without a head: logits only
     energy = energy_score(val_logits)
-    if ood_method == "energy":
-        val_ood = energy
-    else:
+    distance = None
+    if ood_method != "energy":
         means, precision = fit_gaussians(train_features, train_labels, n_classes)
         tensors = {"ood_means": means, "ood_precision": precision}
         distance = mahalanobis_score(val_features, means, precision)
-        val_ood = distance
+
+    def fit_at(factor: float):
+        """(low-confidence threshold, OOD scale, OOD threshold, validation OOD scores)
+        with both false-flag rates multiplied by ``factor``."""
+        rate = factor * low_confidence_rate
+        low = float(np.quantile(conf[correct], rate)) if correct.any() else 0.0
         if ood_method == "combined":
-            ood["scale"] = {
-                "energy": [float(np.median(energy)), float(np.quantile(energy, 1 - ood_rate))],
+            scale = {
+                "energy": [
+                    float(np.median(energy)),
+                    float(np.quantile(energy, 1 - factor * ood_rate)),
+                ],
                 "mahalanobis": [
                     float(np.median(distance)),
                     float(np.quantile(distance, 1 - mahalanobis_rate)),
                 ],
             }
-            val_ood = combined_score(energy, distance, ood["scale"])
-    ood_threshold = 1.0 if ood_method == "combined" else float(np.quantile(val_ood, 1 - ood_rate))
-    rates = {"low_confidence": low_confidence_rate, "ood": ood_rate}
+            return low, scale, 1.0, combined_score(energy, distance, scale)
+        scores = energy if ood_method == "energy" else distance
+        return low, None, float(np.quantile(scores, 1 - factor * ood_rate)), scores
+
+    def union(factor: float) -> float:
+        low, _, threshold, scores = fit_at(factor)
+        return float(((conf < low) | (scores > threshold))[correct].mean())
+
+    factor = 1.0
+    if flag_rate is not None and correct.any() and union(1.0) > flag_rate:
+        lo, hi = 0.0, 1.0  # the union grows with the factor: bisect for the largest fit
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if union(mid) <= flag_rate else (lo, mid)
+        factor = lo
+    low_conf, scale, ood_threshold, val_ood = fit_at(factor)
+    if scale is not None:
+        ood["scale"] = scale
+    rates = {
+        "low_confidence": factor * low_confidence_rate,
+        "ood": factor * ood_rate,
+    }
+    if flag_rate is not None:
+        rates["union"] = flag_rate
     if ood_method == "combined":
         rates["ood_mahalanobis"] = mahalanobis_rate
     thresholds = {"low_confidence": low_conf, "ood": ood_threshold}
@@ -503,6 +538,11 @@ def fit_calibration(
             "ece_after": expected_calibration_error(calibrated, val_labels),
             "flagged_low_confidence": float((conf < low_conf).mean()),
             "flagged_ood": float((val_ood > ood_threshold).mean()),
+            "flagged_correct_union": float(
+                ((conf < low_conf) | (val_ood > ood_threshold))[correct].mean()
+            )
+            if correct.any()
+            else 0.0,
             **(
                 {"flagged_low_snr": float((np.asarray(val_snr) < thresholds["low_snr"]).mean())}
                 if val_snr is not None
@@ -563,6 +603,7 @@ def calibrate_bundle(
     low_confidence_rate: float = LOW_CONFIDENCE_RATE,
     ood_rate: float = OOD_RATE,
     mahalanobis_rate: float = MAHALANOBIS_RATE,
+    flag_rate: float | None = FLAG_RATE,
     max_train_rows: int = MAX_TRAIN_ROWS,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -620,6 +661,7 @@ def calibrate_bundle(
         low_confidence_rate=low_confidence_rate,
         ood_rate=ood_rate,
         mahalanobis_rate=mahalanobis_rate,
+        flag_rate=flag_rate,
         val_snr=val_snr,
     )
     calibration["fitted_on"] = {

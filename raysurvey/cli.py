@@ -326,6 +326,7 @@ def cmd_calibrate_bundle(args: argparse.Namespace) -> int:
             low_confidence_rate=args.low_confidence_rate,
             ood_rate=args.ood_rate,
             mahalanobis_rate=args.mahalanobis_rate,
+            flag_rate=args.flag_rate if args.flag_rate > 0 else None,
         )
     except (BundleError, ValueError) as exc:
         print(f"calibrate-bundle: {exc}", file=sys.stderr)
@@ -335,6 +336,7 @@ def cmd_calibrate_bundle(args: argparse.Namespace) -> int:
 
 def _calibrate_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     from raysurvey.calibration import (
+        FLAG_RATE,
         LOW_CONFIDENCE_RATE,
         MAHALANOBIS_RATE,
         OOD_METHODS,
@@ -362,6 +364,13 @@ def _calibrate_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=MAHALANOBIS_RATE,
         help="combined: share of validation rows the feature-distance part may flag",
+    )
+    parser.add_argument(
+        "--flag-rate",
+        type=float,
+        default=FLAG_RATE,
+        help="most correct validation rows LOW_CONFIDENCE and OUT_OF_DISTRIBUTION may flag "
+        "together (their rates scaled down to fit; 0: no joint budget)",
     )
     parser.add_argument("--address", help="Ray address (default: auto / a local Ray)")
 

@@ -23,6 +23,7 @@ from raysurvey.calibration import (
     nll,
     reliability_table,
     scale_logits,
+    score_ood,
     softmax,
 )
 from raysurvey.infer.catalog import catalog_schema, plan_bundles
@@ -116,7 +117,7 @@ def test_fit_calibration_sets_thresholds_for_the_stated_rates():
     logits = feats * 2.0  # overconfident
     cal, tensors = fit_calibration(
         logits[:1000], labels[:1000], feats[:1000], feats[1000:], labels[1000:], 3,
-        low_confidence_rate=0.05, ood_rate=0.02, ood_method="mahalanobis",
+        low_confidence_rate=0.05, ood_rate=0.02, ood_method="mahalanobis", flag_rate=None,
     )  # fmt: skip
     v = cal["validation"]
     assert cal["ood"]["method"] == "mahalanobis" and set(tensors) == {"ood_means", "ood_precision"}
@@ -128,7 +129,7 @@ def test_fit_calibration_sets_thresholds_for_the_stated_rates():
     assert v["flagged_ood"] == pytest.approx(0.02, abs=0.005)
     combined, _ = fit_calibration(
         logits[:1000], labels[:1000], feats[:1000], feats[1000:], labels[1000:], 3,
-        ood_rate=0.04, mahalanobis_rate=0.01,
+        ood_rate=0.04, mahalanobis_rate=0.01, flag_rate=None,
     )  # fmt: skip
     assert combined["ood"]["method"] == "combined" and combined["thresholds"]["ood"] == 1.0
     val_energy = energy_score(logits[:1000])
@@ -137,6 +138,25 @@ def test_fit_calibration_sets_thresholds_for_the_stated_rates():
     assert (val_energy > threshold).mean() == pytest.approx(0.04, abs=0.002)
     # each part flags its own share, the union at most both
     assert 0.04 <= combined["validation"]["flagged_ood"] <= 0.05 + 1e-9
+    # a joint budget: both rates scaled by one factor until the union on correct rows fits
+    joint, joint_tensors = fit_calibration(
+        logits[:1000], labels[:1000], feats[:1000], feats[1000:], labels[1000:], 3,
+        low_confidence_rate=0.05, ood_rate=0.04, flag_rate=0.03,
+    )  # fmt: skip
+    rates = joint["false_flag_rate"]
+    assert rates["union"] == 0.03 and rates["low_confidence"] < 0.05
+    assert rates["low_confidence"] / rates["ood"] == pytest.approx(0.05 / 0.04)
+    assert 0.025 <= joint["validation"]["flagged_correct_union"] <= 0.03
+    joint_conf = softmax(scale_logits(logits[:1000], joint["probabilities"])).max(1)
+    flags = (joint_conf < joint["thresholds"]["low_confidence"]) | (
+        score_ood(joint, joint_tensors, logits[:1000], feats[:1000]) > joint["thresholds"]["ood"]
+    )
+    assert flags[correct].mean() == pytest.approx(joint["validation"]["flagged_correct_union"])
+    loose, _ = fit_calibration(  # a budget the two rates already meet leaves them alone
+        logits[:1000], labels[:1000], feats[:1000], feats[1000:], labels[1000:], 3,
+        low_confidence_rate=0.01, ood_rate=0.01, flag_rate=0.5,
+    )  # fmt: skip
+    assert loose["false_flag_rate"]["low_confidence"] == 0.01
     energy, none = fit_calibration(logits, labels, None, None, None, 3)
     assert energy["ood"]["method"] == "energy" and none == {}
     with pytest.raises(ValueError, match="too few"):
