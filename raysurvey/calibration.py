@@ -596,7 +596,7 @@ def split_outputs(bundle, table, batch_size: int = 64):
 
 def calibrate_bundle(
     bundle_uri: str,
-    manifest: str,
+    manifest: str | tuple[str, ...],
     out: str | None = None,
     *,
     ood_method: str = "combined",
@@ -608,7 +608,8 @@ def calibrate_bundle(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Fit calibration, OOD model and warning thresholds of a classification bundle on
-    ``manifest``'s validation split (the bundle's split seed and S/N cut; the OOD
+    ``manifest``'s validation split (one URI or several, as the bundle was trained on
+    them; the bundle's split seed and S/N cut; the OOD
     Gaussians on up to ``max_train_rows`` of its training split) and store them in the
     bundle at ``out`` (default: in place). Needs Ray (the pipeline decodes the spectra).
     Returns the stored ``calibration`` section, with ``version`` the new bundle version.
@@ -643,7 +644,8 @@ def calibrate_bundle(
         rows = np.sort(np.random.default_rng(0).choice(train.num_rows, max_train_rows, False))
         train = train.take(pa.array(rows))
     log(
-        f"calibrate: {bundle.model_name} {bundle.version} on {manifest}: "
+        f"calibrate: {bundle.model_name} {bundle.version} on "
+        f"{manifest if isinstance(manifest, str) else ' + '.join(manifest)}: "
         f"{val.num_rows} validation rows, {train.num_rows} training rows for the OOD model"
     )
     val_logits, val_feats, val_labels, val_snr = split_outputs(bundle, val)
@@ -665,7 +667,7 @@ def calibrate_bundle(
         val_snr=val_snr,
     )
     calibration["fitted_on"] = {
-        "manifest": manifest,
+        "manifest": manifest if isinstance(manifest, str) else list(manifest),
         "split": "val",
         "split_seed": int(meta.get("split_seed") or 0),
         "label_set": label_set,

@@ -320,7 +320,7 @@ def cmd_calibrate_bundle(args: argparse.Namespace) -> int:
     try:
         calibrate_bundle(
             args.bundle,
-            args.manifest,
+            args.manifest[0] if len(args.manifest) == 1 else tuple(args.manifest),
             out=args.out,
             ood_method=args.ood_method,
             low_confidence_rate=args.low_confidence_rate,
@@ -328,6 +328,9 @@ def cmd_calibrate_bundle(args: argparse.Namespace) -> int:
             mahalanobis_rate=args.mahalanobis_rate,
             flag_rate=args.flag_rate if args.flag_rate > 0 else None,
         )
+    except FileNotFoundError as exc:
+        print(f"calibrate-bundle: not found: {exc}", file=sys.stderr)
+        return 2
     except (BundleError, ValueError) as exc:
         print(f"calibrate-bundle: {exc}", file=sys.stderr)
         return 2
@@ -344,7 +347,13 @@ def _calibrate_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     parser.add_argument("bundle", help="classification bundle dir or URI")
-    parser.add_argument("--manifest", required=True, help="release manifest (val split used)")
+    parser.add_argument(
+        "--manifest",
+        action="append",
+        required=True,
+        help="release manifest (its val split is used); repeat for a bundle trained on "
+        "several, in the same order",
+    )
     parser.add_argument("--out", help="write the calibrated bundle here (default: in place)")
     parser.add_argument("--ood-method", default="combined", choices=OOD_METHODS)
     parser.add_argument(

@@ -242,3 +242,34 @@ def test_fit_low_snr_on_hand_made_rows():
     # never wrong: the faintest validated S/N; NaN S/N ignored; nothing: 0
     assert fit_low_snr(np.r_[np.nan, snr], np.ones(101, bool)) == 1.0
     assert fit_low_snr(np.array([]), np.array([], bool)) == 0.0
+
+
+def test_calibrate_bundle_cli_on_two_manifests(
+    tiny_bundle, templates_dir, ray_cluster, tmp_path, capsys
+):
+    """A bundle trained on two releases is recalibrated on both validation splits."""
+    from raysurvey.cli import main
+    from raysurvey.synth import SynthConfig, write_release
+    from raysurvey.train.data import DataSpec, training_tables
+
+    manifests = [
+        write_release(
+            SynthConfig(n=160, out=str(tmp_path / f"r{seed}"), templates=templates_dir, seed=seed),
+            progress=False,
+        )
+        for seed in (3, 4)
+    ]
+    out = str(tmp_path / "calibrated")
+    argv = ["calibrate-bundle", tiny_bundle, "--out", out, "--flag-rate", "0.05"]
+    assert main([*argv, "--manifest", manifests[0], "--manifest", manifests[1]]) == 0
+    cal = read_manifest(out)["calibration"]
+    assert cal["fitted_on"]["manifest"] == manifests
+    both = training_tables(DataSpec(tuple(manifests), labels="class3", split_seed=0))
+    assert cal["validation"]["n"] == both.splits["val"].num_rows
+    assert cal["validation"]["flagged_correct_union"] <= 0.05
+    assert cal["false_flag_rate"]["union"] == 0.05
+    assert set(cal["thresholds"]) == {"low_confidence", "ood", "low_snr"}
+    assert load_bundle(out).version != read_manifest(tiny_bundle)["version"]
+    missing = str(tmp_path / "nope.parquet")
+    assert main(["calibrate-bundle", tiny_bundle, "--manifest", missing]) == 2
+    assert f"not found: {missing}" in capsys.readouterr().err
