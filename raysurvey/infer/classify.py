@@ -373,8 +373,13 @@ def classify_release(
                 batch_format="pyarrow",
                 batch_size=None,  # a whole block: the rows were cut to rows_per_block
                 num_cpus=cpus,
+                # all actors asked for at once, but the run starts with the first:
+                # on an autoscaling cluster the rest arrive as nodes join
                 compute=ray.data.ActorPoolStrategy(
-                    size=actors, max_tasks_in_flight_per_actor=FUSED_BLOCKS_IN_FLIGHT
+                    min_size=1,
+                    max_size=actors,
+                    initial_size=actors,
+                    max_tasks_in_flight_per_actor=FUSED_BLOCKS_IN_FLIGHT,
                 ),
             )
         else:
