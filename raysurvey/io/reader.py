@@ -196,10 +196,13 @@ def read_fast(
     except SpectrumReadError:
         raise
     except Exception as exc:  # keep the contract: one exception type for bad input
-        name = name or describe_source(source)
-        raise SpectrumReadError(
-            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
-        ) from None
+        raise _bad_input(source, name, exc) from None
+
+
+def _bad_input(source, name: str | None, exc: Exception) -> SpectrumReadError:
+    """An unexpected exception while reading, as the readers' one error type."""
+    name = name or describe_source(source)
+    return SpectrumReadError(name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}")
 
 
 def read_typed(
@@ -223,7 +226,4 @@ def read_typed(
     except SpectrumReadError:
         raise
     except Exception as exc:  # keep the contract: one exception type for bad input
-        name = name or describe_source(source)
-        raise SpectrumReadError(
-            name, ReadErrorReason.BAD_HEADER, f"{type(exc).__name__}: {exc}"
-        ) from None
+        raise _bad_input(source, name, exc) from None

@@ -287,7 +287,7 @@ def pretrain(spec: PretrainSpec) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from raysurvey.train.run import absolute_uri
+    from raysurvey.train.run import absolute_uri, worker_scaling
 
     if spec.export not in ("student", "teacher"):
         raise ValueError(f"export must be 'student' or 'teacher', not {spec.export!r}")
@@ -316,12 +316,7 @@ def pretrain(spec: PretrainSpec) -> dict:
     trainer = TorchTrainer(
         dino_loop,
         train_loop_config=dataclasses.asdict(cfg),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.num_workers,
-            use_gpu=spec.use_gpu,
-            resources_per_worker={"CPU": spec.cpus_per_worker}
-            | ({"GPU": 1} if spec.use_gpu else {}),
-        ),
+        scaling_config=worker_scaling(spec),
         run_config=ray.train.RunConfig(
             name=spec.name,
             storage_path=storage,

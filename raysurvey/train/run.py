@@ -109,6 +109,18 @@ def stored_split_dataset(features: pa.Table, table: pa.Table, label_columns, row
     return ray.data.from_arrow(blocks or [rows])
 
 
+def worker_scaling(spec):
+    """Ray Train's ScalingConfig for ``spec``'s workers (``num_workers``, ``use_gpu``,
+    ``cpus_per_worker``; a whole GPU each when used), shared by every trainer here."""
+    import ray.train
+
+    return ray.train.ScalingConfig(
+        num_workers=spec.num_workers,
+        use_gpu=spec.use_gpu,
+        resources_per_worker={"CPU": spec.cpus_per_worker} | ({"GPU": 1} if spec.use_gpu else {}),
+    )
+
+
 def absolute_uri(uri: str) -> str:
     """Ray Train's storage must be absolute: a relative local path is made absolute."""
     return uri if "://" in uri else os.path.abspath(uri)
@@ -196,12 +208,7 @@ def fit(spec: RunSpec) -> dict:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=dataclasses.asdict(loop),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.num_workers,
-            use_gpu=spec.use_gpu,
-            resources_per_worker={"CPU": spec.cpus_per_worker}
-            | ({"GPU": 1} if spec.use_gpu else {}),
-        ),
+        scaling_config=worker_scaling(spec),
         run_config=ray.train.RunConfig(
             name=spec.name,
             storage_path=spec.storage,
