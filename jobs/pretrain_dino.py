@@ -27,7 +27,12 @@ import time
 try:
     from raysurvey.data.features import parse_options
     from raysurvey.train.dino import HeadConfig
-    from raysurvey.train.dino_run import DinoConfig, PretrainSpec, pretrain
+    from raysurvey.train.dino_run import (
+        PRETRAIN_MODALITY_DEFAULTS,
+        DinoConfig,
+        PretrainSpec,
+        pretrain,
+    )
     from raysurvey.train.dino_views import ViewConfig
     from raysurvey.train.run import absolute_uri
 except ModuleNotFoundError as error:  # run by a python that lacks the project
@@ -58,7 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="vit_tiny", choices=MODELS)
     p.add_argument("--modality", default="map2d", choices=MODALITIES)
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--option", action="append", default=[], metavar="NAME.OPTION=VALUE")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME.OPTION=VALUE",
+        help="modality option (default map2d.variant=normalised: scale-free colours; "
+        "jobs/train.py --pretrained adopts what the backbone was pretrained on)",
+    )
     p.add_argument("--pretrained", help="start from these ViT weights (hub id or directory)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32, help="per worker")
@@ -94,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         model_config[key] = _value(value)
     if args.pretrained:
         model_config["pretrained"] = args.pretrained
+    options = parse_options(args.option)
+    for key, value in PRETRAIN_MODALITY_DEFAULTS.get(args.modality, {}).items():
+        options.setdefault(args.modality, {}).setdefault(key, value)
     dino = DinoConfig(
         model=args.model,
         model_config=model_config,
-        modality_options=parse_options(args.option),
+        modality_options=options,
         head=HeadConfig(out_dim=args.out_dim),
         views=ViewConfig(
             n_local=args.local_crops, global_scale=args.global_scale, local_scale=args.local_scale

@@ -178,6 +178,56 @@ def test_dino_loss_decreases_on_a_small_release(tiny_release):
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
+def test_linear_probe_separates_separable_features():
+    from raysurvey.train.dino_probe import fit_linear
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    x = rng.normal(size=(120, 5)) + 4.0 * np.eye(3, 5)[y]  # class k shifted along axis k
+    predict = fit_linear(x, y, 3)
+    assert (predict(x).numpy() == y).mean() == 1.0
+    assert (predict(np.eye(3, 5) * 4.0).numpy() == [0, 1, 2]).all()
+
+
+def test_fine_tune_adopts_the_pretraining_encoding_unless_told_otherwise():
+    from raysurvey.train.dino_run import adopt_pretraining_encoding
+
+    encoding = {"map2d": {"variant": "normalised"}}
+    merged, notes = adopt_pretraining_encoding({}, encoding)
+    assert merged == {"map2d": {"variant": "normalised"}}
+    assert notes == ["map2d.variant=normalised (as in pretraining)"]
+    given = {"map2d": {"variant": "spectromer"}, "flux1d": {"median_filter": 9}}
+    merged, notes = adopt_pretraining_encoding(given, encoding)
+    assert merged == given  # the user's choice wins, and is reported
+    assert notes == ["map2d.variant=spectromer overrides pretraining's normalised"]
+    assert adopt_pretraining_encoding(given, None) == (given, [])
+
+
+def test_pretraining_encoding_reads_dino_json_and_ignores_other_weights(tmp_path):
+    from raysurvey.train.dino_run import PROVENANCE_FILE, pretraining_encoding
+
+    config = {"model_config": {"modality": "map2d"}, "modality_options": {}}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": config}))
+    assert pretraining_encoding(str(tmp_path)) == {"map2d": {}}
+    config["modality_options"] = {"map2d": {"variant": "normalised"}, "simple": {"dpi": 1}}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": config}))
+    assert pretraining_encoding(str(tmp_path)) == {"map2d": {"variant": "normalised"}}
+    assert pretraining_encoding(str(tmp_path / "missing")) is None
+    assert pretraining_encoding("facebook/dino-vitb16") is None  # a hub id: no dino.json
+
+
+def test_relative_weight_directories_are_made_absolute_for_the_workers(tmp_path, monkeypatch):
+    from raysurvey.train.run import with_absolute_weights
+
+    (tmp_path / "backbone").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = {"modality": "map2d", "pretrained": "backbone"}
+    assert with_absolute_weights(config) == config | {"pretrained": str(tmp_path / "backbone")}
+    for source in ("facebook/dino-vitb16", "s3://bucket/backbone"):  # left to from_pretrained
+        assert with_absolute_weights({"pretrained": source}) == {"pretrained": source}
+    assert with_absolute_weights({"modality": "map2d"}) == {"modality": "map2d"}
+
+
 # ----- the Ray Train job -----------------------------------------------------------
 
 
@@ -203,6 +253,8 @@ def test_killed_worker_resumes_from_the_checkpoint(pretrained):
     assert marker.read_text() == "failed in epoch 2\n"
     provenance = json.loads((out / "dino.json").read_text())
     assert provenance["epoch"] == 2
+    # map2d defaults to the scale-free variant for pretraining (dino_run.py says why)
+    assert provenance["config"]["modality_options"] == {"map2d": {"variant": "normalised"}}
     assert provenance["last"]["resumed_at_epoch"] == 2  # epoch 1's checkpoint, not a restart
     assert np.isfinite(provenance["last"]["train_loss"])
 
@@ -233,6 +285,12 @@ def test_pretrained_backbone_fine_tunes_into_a_bundle_that_classifies(
     assert loaded.model_config["initialised_from"] == str(out)
     assert loaded.metadata["initialised_from"] == str(out)
     assert loaded.model.config.hidden_size == 32
+    assert loaded.modalities["map2d"]["variant"] == "normalised"  # adopted from dino.json
+    from raysurvey.train.dino_probe import linear_probe
+
+    probe = linear_probe(tiny_release, str(out), labels="class3")
+    assert probe["options"] == {"variant": "normalised"}  # the probe draws as pretraining did
+    assert probe["n_train"] > 0 and 0.0 <= probe["accuracy"] <= 1.0
     # fine-tuning started from the DINO weights: one epoch moves them, not replaces them
     key = "embeddings.patch_embeddings.projection.weight"
     tuned = loaded.model.backbone.state_dict()[key]

@@ -50,6 +50,11 @@ STATE_FILE = "dino_state.pt"
 PROVENANCE_FILE = "dino.json"
 #: Decoded flux is kept in the object store when it takes at most this share of it.
 CACHE_SHARE = 0.25
+#: Encodings pretraining uses unless told otherwise. ``map2d``'s default colours are
+#: absolute flux (per survey): self-distillation then learns brightness, which every
+#: view shares, instead of spectral shape (docs/training.md, "DINO"); the authors'
+#: per-spectrum ``normalised`` variant leaves shape as what the views have in common.
+PRETRAIN_MODALITY_DEFAULTS = {"map2d": {"variant": "normalised"}}
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,13 @@ def dino_loop(config: dict) -> None:
             "momentum": float(momenta[min(epoch * cfg.steps_per_epoch, total) - 1]),
             "teacher_temp": temp,
         }
+        if rank == 0:  # progress for the job's log: a teacher entropy near log(out_dim)
+            print(  # that does not fall says the teacher is not sharpening (not learning)
+                f"dino: epoch {epoch}/{cfg.epochs}: loss {metrics['train_loss']:.4f}, teacher "
+                f"entropy {metrics['teacher_entropy']:.3f} of {math.log(cfg.head.out_dim):.3f} "
+                f"nats, lr {metrics['lr']:.2e}, momentum {metrics['momentum']:.4f}",
+                flush=True,
+            )
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
@@ -287,17 +299,18 @@ def pretrain(spec: PretrainSpec) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from raysurvey.train.run import absolute_uri, worker_scaling
+    from raysurvey.train.run import absolute_uri, with_absolute_weights, worker_scaling
 
     if spec.export not in ("student", "teacher"):
         raise ValueError(f"export must be 'student' or 'teacher', not {spec.export!r}")
     storage = absolute_uri(spec.storage)
+    dino = dataclasses.replace(
+        spec.dino, model_config=with_absolute_weights(spec.dino.model_config)
+    )
     rows = unlabelled_rows(spec.manifests)
     n = rows.num_rows
     per_worker = math.ceil(n / spec.num_workers)
-    cfg = dataclasses.replace(
-        spec.dino, steps_per_epoch=max(1, math.ceil(per_worker / spec.dino.batch_size))
-    )
+    cfg = dataclasses.replace(dino, steps_per_epoch=max(1, math.ceil(per_worker / dino.batch_size)))
     ds = flux_dataset(rows, spec.pipeline)
     n_pix = spec.pipeline.decode.n_pix
     estimate = n * n_pix * 4
@@ -361,3 +374,38 @@ def export_backbone(state_dict: dict, cfg: DinoConfig, out: str, provenance: dic
             json.dump(provenance, f, indent=2, default=str)
         if not local:
             fs.put(tmp + "/", path, recursive=True)
+
+
+def pretraining_encoding(source: str) -> dict[str, dict] | None:
+    """{modality: options} a DINO backbone was pretrained on (its dino.json), so that a
+    fine-tune draws the same images; None for weights without one (hub ids, other dirs)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(source)
+    provenance = f"{path.rstrip('/')}/{PROVENANCE_FILE}"
+    if not fs.exists(provenance):
+        return None
+    with fs.open(provenance, "r") as f:
+        config = json.load(f)["config"]
+    modality = config["model_config"].get("modality")
+    if modality is None:
+        return None
+    return {modality: dict(config.get("modality_options", {}).get(modality, {}))}
+
+
+def adopt_pretraining_encoding(
+    options: dict[str, dict], encoding: dict[str, dict] | None
+) -> tuple[dict[str, dict], list[str]]:
+    """``options`` (the user's) completed with the pretraining ``encoding`` where they say
+    nothing; returns the merged options and a line for each option adopted or overridden."""
+    merged = {name: dict(values) for name, values in options.items()}
+    notes = []
+    for name, values in (encoding or {}).items():
+        target = merged.setdefault(name, {})
+        for key, value in values.items():
+            if key not in target:
+                target[key] = value
+                notes.append(f"{name}.{key}={value} (as in pretraining)")
+            elif target[key] != value:
+                notes.append(f"{name}.{key}={target[key]} overrides pretraining's {value}")
+    return merged, notes

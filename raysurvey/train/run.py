@@ -92,10 +92,15 @@ def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dic
         from raysurvey.modalities.stripes import options_for_width
 
         required = dict(required) | {"stripes": options_for_width(model.config.stripe_width)}
-    options = {
-        m: dict(required.get(m, {})) | dict(spec.modality_options.get(m, {}))
-        for m in model.modalities
-    }
+    given = spec.modality_options
+    if config.get("pretrained"):  # draw the images as the backbone's pretraining did
+        from raysurvey.train.dino_run import adopt_pretraining_encoding, pretraining_encoding
+
+        encoding = pretraining_encoding(config["pretrained"])
+        given, notes = adopt_pretraining_encoding(given, encoding)
+        for note in notes:
+            print(f"pretrained: {config['pretrained']}: {note}", flush=True)
+    options = {m: dict(required.get(m, {})) | dict(given.get(m, {})) for m in model.modalities}
     return config, tuple(model.modalities), options
 
 
@@ -126,12 +131,25 @@ def absolute_uri(uri: str) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
+def with_absolute_weights(model_config: dict) -> dict:
+    """``pretrained`` as a local directory made absolute: Ray Train workers run in another
+    working directory. Hub ids and URIs are left as they are."""
+    source = model_config.get("pretrained")
+    if not source or "://" in source or not os.path.isdir(source):
+        return model_config
+    return dict(model_config) | {"pretrained": os.path.abspath(source)}
+
+
 def fit(spec: RunSpec) -> dict:
     """Train, export the best checkpoint as a bundle, return a summary dict."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    spec = dataclasses.replace(spec, storage=absolute_uri(spec.storage))
+    spec = dataclasses.replace(
+        spec,
+        storage=absolute_uri(spec.storage),
+        model_config=with_absolute_weights(spec.model_config),
+    )
     preset = get_preset(spec.preset)
     spec = dataclasses.replace(
         spec,
