@@ -27,13 +27,9 @@ import time
 try:
     from raysurvey.data.features import parse_options
     from raysurvey.train.dino import HeadConfig
-    from raysurvey.train.dino_run import (
-        PRETRAIN_MODALITY_DEFAULTS,
-        DinoConfig,
-        PretrainSpec,
-        pretrain,
-    )
+    from raysurvey.train.dino_run import DinoConfig, PretrainSpec, pretrain
     from raysurvey.train.dino_views import ViewConfig
+    from raysurvey.train.pretraining_encoding import PRETRAIN_MODALITY_DEFAULTS
     from raysurvey.train.run import absolute_uri
 except ModuleNotFoundError as error:  # run by a python that lacks the project
     sys.exit(

@@ -190,7 +190,7 @@ def test_linear_probe_separates_separable_features():
 
 
 def test_fine_tune_adopts_the_pretraining_encoding_unless_told_otherwise():
-    from raysurvey.train.dino_run import adopt_pretraining_encoding
+    from raysurvey.train.pretraining_encoding import adopt_pretraining_encoding
 
     encoding = {"map2d": {"variant": "normalised"}}
     merged, notes = adopt_pretraining_encoding({}, encoding)
@@ -204,7 +204,7 @@ def test_fine_tune_adopts_the_pretraining_encoding_unless_told_otherwise():
 
 
 def test_pretraining_encoding_reads_dino_json_and_ignores_other_weights(tmp_path):
-    from raysurvey.train.dino_run import PROVENANCE_FILE, pretraining_encoding
+    from raysurvey.train.pretraining_encoding import PROVENANCE_FILE, pretraining_encoding
 
     config = {"model_config": {"modality": "map2d"}, "modality_options": {}}
     (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"config": config}))
@@ -253,7 +253,7 @@ def test_killed_worker_resumes_from_the_checkpoint(pretrained):
     assert marker.read_text() == "failed in epoch 2\n"
     provenance = json.loads((out / "dino.json").read_text())
     assert provenance["epoch"] == 2
-    # map2d defaults to the scale-free variant for pretraining (dino_run.py says why)
+    # map2d defaults to the scale-free variant for pretraining (pretraining_encoding.py says why)
     assert provenance["config"]["modality_options"] == {"map2d": {"variant": "normalised"}}
     assert provenance["last"]["resumed_at_epoch"] == 2  # epoch 1's checkpoint, not a restart
     assert np.isfinite(provenance["last"]["train_loss"])

@@ -78,6 +78,21 @@ def sweep_spec(tmp_path, **kw) -> SweepSpec:
     )
 
 
+def test_checkpoints_of_recorded_trials_are_removed_and_others_kept(tmp_path):
+    from raysurvey.train.sweep import _remove_recorded_checkpoints
+
+    sweep = sweep_spec(tmp_path)
+    root = Path(sweep.root)
+    for trial in ("none-s0", "se-s0"):  # both hold a checkpoint and Train's snapshot
+        (root / "train" / trial / "checkpoint_0001").mkdir(parents=True)
+        (root / "train" / trial / "checkpoint_manager_snapshot.json").write_text("{}")
+    (root / "results").mkdir()
+    (root / "results" / "none-s0.json").write_text("{}")  # killed before its clean-up
+    _remove_recorded_checkpoints(sweep)
+    assert not (root / "train" / "none-s0").exists()
+    assert (root / "train" / "se-s0" / "checkpoint_0001").is_dir()  # unfinished: resumes
+
+
 def result(choice, seed, test, f1, val, bundle) -> dict:
     return {
         "trial": f"{choice}-s{seed}",

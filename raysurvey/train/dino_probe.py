@@ -27,8 +27,8 @@ from raysurvey.modalities.registry import compute
 from raysurvey.models import create_model
 from raysurvey.models.inputs import to_model_tensor
 from raysurvey.train.data import DataSpec, training_tables
-from raysurvey.train.dino_run import adopt_pretraining_encoding, pretraining_encoding
 from raysurvey.train.metrics import classification_metrics
+from raysurvey.train.pretraining_encoding import adopt_pretraining_encoding, pretraining_encoding
 
 
 @torch.no_grad()

@@ -44,17 +44,12 @@ from raysurvey.train.dino import (
     teacher_temp_schedule,
 )
 from raysurvey.train.dino_views import ViewConfig, make_views
+from raysurvey.train.pretraining_encoding import PROVENANCE_FILE
 from raysurvey.train.split_data import TRAIN_PIPELINE
 
 STATE_FILE = "dino_state.pt"
-PROVENANCE_FILE = "dino.json"
 #: Decoded flux is kept in the object store when it takes at most this share of it.
 CACHE_SHARE = 0.25
-#: Encodings pretraining uses unless told otherwise. ``map2d``'s default colours are
-#: absolute flux (per survey): self-distillation then learns brightness, which every
-#: view shares, instead of spectral shape (docs/training.md, "DINO"); the authors'
-#: per-spectrum ``normalised`` variant leaves shape as what the views have in common.
-PRETRAIN_MODALITY_DEFAULTS = {"map2d": {"variant": "normalised"}}
 
 
 @dataclass(frozen=True)
@@ -374,38 +369,3 @@ def export_backbone(state_dict: dict, cfg: DinoConfig, out: str, provenance: dic
             json.dump(provenance, f, indent=2, default=str)
         if not local:
             fs.put(tmp + "/", path, recursive=True)
-
-
-def pretraining_encoding(source: str) -> dict[str, dict] | None:
-    """{modality: options} a DINO backbone was pretrained on (its dino.json), so that a
-    fine-tune draws the same images; None for weights without one (hub ids, other dirs)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(source)
-    provenance = f"{path.rstrip('/')}/{PROVENANCE_FILE}"
-    if not fs.exists(provenance):
-        return None
-    with fs.open(provenance, "r") as f:
-        config = json.load(f)["config"]
-    modality = config["model_config"].get("modality")
-    if modality is None:
-        return None
-    return {modality: dict(config.get("modality_options", {}).get(modality, {}))}
-
-
-def adopt_pretraining_encoding(
-    options: dict[str, dict], encoding: dict[str, dict] | None
-) -> tuple[dict[str, dict], list[str]]:
-    """``options`` (the user's) completed with the pretraining ``encoding`` where they say
-    nothing; returns the merged options and a line for each option adopted or overridden."""
-    merged = {name: dict(values) for name, values in options.items()}
-    notes = []
-    for name, values in (encoding or {}).items():
-        target = merged.setdefault(name, {})
-        for key, value in values.items():
-            if key not in target:
-                target[key] = value
-                notes.append(f"{name}.{key}={value} (as in pretraining)")
-            elif target[key] != value:
-                notes.append(f"{name}.{key}={target[key]} overrides pretraining's {value}")
-    return merged, notes

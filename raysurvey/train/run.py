@@ -31,6 +31,7 @@ from raysurvey.train.presets import (
     get_preset,
     weight_vector,
 )
+from raysurvey.train.pretraining_encoding import adopt_pretraining_encoding, pretraining_encoding
 from raysurvey.train.split_data import TRAIN_PIPELINE, build_split_dataset
 from raysurvey.train.splits import balance_by_replication
 
@@ -94,8 +95,6 @@ def _model_io(spec: RunSpec, n_outputs: int) -> tuple[dict, tuple[str, ...], dic
         required = dict(required) | {"stripes": options_for_width(model.config.stripe_width)}
     given = spec.modality_options
     if config.get("pretrained"):  # draw the images as the backbone's pretraining did
-        from raysurvey.train.dino_run import adopt_pretraining_encoding, pretraining_encoding
-
         encoding = pretraining_encoding(config["pretrained"])
         given, notes = adopt_pretraining_encoding(given, encoding)
         for note in notes:

@@ -191,6 +191,16 @@ def _remove(uri: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def _remove_recorded_checkpoints(sweep: SweepSpec) -> None:
+    """Drop the training checkpoints of every recorded trial: a trial cleans its own up,
+    but one killed between recording its result and that clean-up is not run again."""
+    fs, path = fsspec.core.url_to_fs(f"{sweep.root}/results")
+    recorded = fs.glob(f"{path}/*.json") if fs.exists(path) else []
+    for result in recorded:
+        trial = result.rsplit("/", 1)[-1].removesuffix(".json")
+        _remove(f"{sweep.root}/train/{trial}")
+
+
 # -- the trial ------------------------------------------------------------------------------
 
 
@@ -384,6 +394,7 @@ def run_sweep(sweep: SweepSpec, resume: bool = False, concurrent: int | None = N
     start = time.perf_counter()
     grid = tuner.fit()
     errors = [r.error for r in grid if r.error is not None]
+    _remove_recorded_checkpoints(sweep)
     summary = write_tables(sweep)
     summary |= prepared | {
         "wall_s": round(time.perf_counter() - start, 1),
