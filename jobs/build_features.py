@@ -25,6 +25,7 @@ try:
     from raysurvey.data import PipelineConfig, build_dataset, output_columns
     from raysurvey.data.features import check_modalities, parse_options
     from raysurvey.data.write import nullify_errors
+    from raysurvey.driver_exit import run_driver
 except ModuleNotFoundError as error:  # run by a python that lacks the project
     sys.exit(
         f"raysurvey's dependencies are not importable from {sys.executable} ({error}): "
@@ -103,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

@@ -21,6 +21,7 @@ import os
 import sys
 
 try:
+    from raysurvey.driver_exit import run_driver
     from raysurvey.infer import (
         CatalogCheckError,
         CatalogPlanError,
@@ -132,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

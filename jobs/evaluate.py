@@ -22,6 +22,7 @@ import argparse
 import sys
 
 try:
+    from raysurvey.driver_exit import run_driver
     from raysurvey.train.evaluate import evaluate, score_name
 except ModuleNotFoundError as error:  # run by a python that lacks the project
     sys.exit(
@@ -123,4 +124,4 @@ def _redshift(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

@@ -26,6 +26,7 @@ try:
     import ray
 
     from raysurvey.cli import add_synth_arguments, synth_config
+    from raysurvey.driver_exit import run_driver
     from raysurvey.synth import SynthConfig, generate_chunk, write_release
     from raysurvey.synth.summary import release_summary
 except ModuleNotFoundError as error:  # run by a python that lacks the project
@@ -81,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

@@ -26,6 +26,7 @@ import time
 
 try:
     from raysurvey.data.features import parse_options
+    from raysurvey.driver_exit import run_driver
     from raysurvey.train.dino import HeadConfig
     from raysurvey.train.dino_run import DinoConfig, PretrainSpec, pretrain
     from raysurvey.train.dino_views import ViewConfig
@@ -157,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

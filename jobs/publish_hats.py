@@ -16,6 +16,7 @@ import argparse
 import sys
 
 try:
+    from raysurvey.driver_exit import run_driver
     from raysurvey.hats_publish import add_arguments, run_from_args
 except ModuleNotFoundError as error:  # run by a python that lacks the project
     sys.exit(
@@ -31,4 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

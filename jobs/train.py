@@ -31,6 +31,7 @@ try:
     import fsspec
 
     from raysurvey.data.features import parse_options
+    from raysurvey.driver_exit import run_driver
     from raysurvey.labels import LABEL_SETS
     from raysurvey.models import list_models
     from raysurvey.train.data import TASKS, parse_manifest_arg
@@ -234,4 +235,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

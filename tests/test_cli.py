@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from raysurvey.cli import main
 from raysurvey.io.examples import EXAMPLE_BUILDERS
 
@@ -36,3 +38,39 @@ def test_module_entry_point_and_readers() -> None:
         check=True,
     )
     assert "lamost_table" in result.stdout and "sdss_spspec" in result.stdout
+
+
+class _FakeRay:
+    """Stands in for the ray module: records whether the driver disconnected."""
+
+    def __init__(self, initialised: bool):
+        self.initialised, self.shutdowns = initialised, 0
+
+    def is_initialized(self) -> bool:
+        return self.initialised
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        self.initialised = False
+
+
+@pytest.mark.parametrize("initialised", [True, False])
+def test_a_job_driver_disconnects_from_ray_and_exits_with_mains_code(monkeypatch, initialised):
+    from raysurvey.driver_exit import run_driver
+
+    fake = _FakeRay(initialised)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(SystemExit) as exited:
+        run_driver(lambda: 3)
+    assert exited.value.code == 3
+    assert fake.shutdowns == (1 if initialised else 0)
+
+    fake = _FakeRay(True)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+
+    def failing() -> int:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):  # the error is not swallowed
+        run_driver(failing)
+    assert fake.shutdowns == 1

@@ -12,8 +12,7 @@ Writes STORAGE/attention/table.{csv,md}, chart.png, trials.csv and best_bundle/.
 
 from __future__ import annotations
 
-import sys
-
+from raysurvey.driver_exit import run_driver
 from raysurvey.models.attention import ATTENTIONS
 from raysurvey.train.sweep import Choice
 from raysurvey.train.sweep_cli import run_from_args, spec_from_args, sweep_parser
@@ -44,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

@@ -14,8 +14,7 @@ CPU the image encoder is the small image CNN; the paper's EPSANet-50 is
 
 from __future__ import annotations
 
-import sys
-
+from raysurvey.driver_exit import run_driver
 from raysurvey.train.sweep import Choice
 from raysurvey.train.sweep_cli import run_from_args, spec_from_args, sweep_parser
 
@@ -54,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)

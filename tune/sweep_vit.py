@@ -21,8 +21,8 @@ GPUs the DINO ViT-B/16 (``--model vit``).
 from __future__ import annotations
 
 import os
-import sys
 
+from raysurvey.driver_exit import run_driver
 from raysurvey.train.sweep import Choice
 from raysurvey.train.sweep_cli import run_from_args, spec_from_args, sweep_parser
 
@@ -96,4 +96,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_driver(main)
