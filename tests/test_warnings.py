@@ -88,7 +88,7 @@ def chain(tmp_path_factory):
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     train, val, fit_rows = slice(0, 300), slice(300, 450), slice(450, 600)
     try:
-        for _ in range(80):
+        for _ in range(150):
             batch = torch.from_numpy(rng.integers(0, 300, 32))
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[train][batch]), y[train][batch]).backward()
@@ -167,18 +167,32 @@ def test_bit_values_are_fixed():
         bits.bit_value("SHINY")
 
 
+def typical_clean_rows(chain, kind: int, rng, n: int = 80) -> dict:
+    """The least out-of-distribution of ``n`` clean spectra of one kind, after checking
+    that the calibrated OOD bit flags few of them (3 % asked for; 20 % allowed here,
+    which 80 draws at the worst rate seen over fixture seeds, 7.5 %, exceed with
+    p < 1e-3). Any one draw may be among the few flagged (the fixture's model differs
+    a little between hosts' float kernels): the most typical one is not."""
+    pool = [grid_row(noisy(kind, rng)) for _ in range(n)]
+    out = predict([chain["class3"]], table_of(pool))
+    flagged = [bool(w & bits.OUT_OF_DISTRIBUTION) for w in out["warning"]]
+    assert sum(flagged) <= 0.2 * n, f"{sum(flagged)} of {n} clean spectra flagged OOD"
+    return pool[int(np.argmin(out["ood_score"]))]
+
+
 def test_constructed_spectra_get_their_bits(chain):
     rng = np.random.default_rng(7)
     all_masked = np.ones(len(WAVE), bool)
+    clean_star = typical_clean_rows(chain, 0, rng)
     rows = {
-        "clean star": grid_row(noisy(0, rng)),
-        "clean qso": grid_row(noisy(2, rng)),
+        "clean star": clean_star,
+        "clean qso": typical_clean_rows(chain, 2, rng),
         "flat line": grid_row(np.full(len(WAVE), 3.0)),
         "all masked": grid_row(shape(0, rng), masked=all_masked),
         "pure noise": grid_row(rng.normal(0, 1, len(WAVE)), snr=1.0),
         "sine wave": grid_row(1.5 + np.sin(2 * np.pi * 25 * X)),
         "unreadable": grid_row(noisy(1, rng)),
-        "faint star": grid_row(noisy(0, rng)),
+        "faint star": dict(clean_star),  # the same flux: only the survey's S/N differs
     }
     names = list(rows)
     status = ["error" if n == "unreadable" else "ok" for n in names]
@@ -216,7 +230,9 @@ def test_constructed_spectra_get_their_bits(chain):
 def test_probabilities_are_calibrated_and_low_confidence_uses_the_threshold(chain, tmp_path):
     rng = np.random.default_rng(8)
     star, galaxy = noisy(0, rng), noisy(1, rng)
-    rows = [grid_row(0.5 * star / np.median(star) + 0.5 * galaxy / np.median(galaxy))]
+    star, galaxy = star / np.median(star), galaxy / np.median(galaxy)
+    # star-galaxy blends: somewhere along them the network must hesitate
+    rows = [grid_row(f * star + (1 - f) * galaxy) for f in (0.3, 0.5, 0.7)]
     rows.append(grid_row(star))
     cal = read_manifest(chain["class3"])["calibration"]
     tensors = load_bundle(chain["class3"]).calibration_tensors
@@ -231,14 +247,16 @@ def test_probabilities_are_calibrated_and_low_confidence_uses_the_threshold(chai
     model = load_bundle(chain["class3"]).model
     logits, _ = logits_and_features(model, {"flux1d": torch.from_numpy(inputs(rows)).unsqueeze(1)})
     expected = softmax(logits / 6.0)
-    np.testing.assert_allclose(first["prob_star"], expected[:, 0], rtol=1e-5)
-    np.testing.assert_allclose(first["confidence"], expected.max(1), rtol=1e-5)
+    # the Predictor runs the BN-folded inference network: float32 rounding differs
+    np.testing.assert_allclose(first["prob_star"], expected[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(first["confidence"], expected.max(1), rtol=1e-4)
     assert not any(w & bits.LOW_CONFIDENCE for w in first["warning"])
-    low, high = sorted(first["confidence"])
+    low, high = min(first["confidence"]), max(first["confidence"])
     assert high - low > 0.05
-    second = with_threshold("mid", (low + high) / 2)
+    mid = (low + high) / 2
+    second = with_threshold("mid", mid)
     flagged = [bool(w & bits.LOW_CONFIDENCE) for w in second["warning"]]
-    assert flagged == [c == low for c in second["confidence"]]
+    assert flagged == [c < mid for c in second["confidence"]]
 
 
 def test_chain_disagrees_when_the_stellar_head_does_not_know_the_star(chain):
